@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO       ?= go
+BIN      := bin/kubernetes-mcp-server
+ARGS     ?=
+
+.PHONY: all build run test test-deps vet fmt-check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/kubernetes-mcp-server
+
+# Builds, then serves with embedded defaults (pass flags with ARGS="...").
+run: build
+	./$(BIN) $(ARGS)
+
+# Installs what the tests need (Debian packages, a cached kube-apiserver).
+test-deps:
+	hack/test-deps.sh
+
+# Installs what the tests need, then runs every test against real parts.
+test: test-deps fmt-check vet
+	$(GO) test -count=1 -timeout 40m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

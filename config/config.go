@@ -1,0 +1,355 @@
+// Package config loads the server's settings from built-in defaults, a TOML
+// file, environment variables and flags, in rising order of precedence, and
+// remembers where each value came from.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Config is the effective configuration of one server.
+type Config struct {
+	Plugins  Plugins
+	Clusters Clusters
+	Server   Server
+	Log      Log
+
+	// File is the configuration file that was read, or "" for none.
+	File string
+	// Warnings are settings that loaded but deserve the operator's attention.
+	Warnings []string
+
+	values map[string]Value
+}
+
+// Plugins is the [plugins] table.
+type Plugins struct {
+	Enabled          bool
+	AutoDiscovery    bool
+	RefreshInterval  time.Duration
+	AllowedPlugins   []string
+	BlockedPlugins   []string
+	AllowAnyPlugin   bool
+	ExecutionTimeout time.Duration
+	MaxConcurrent    int
+	PluginPaths      []string
+	KubectlPath      string
+	// ClusterPlugins limits, per cluster, which plugins may run there.
+	ClusterPlugins map[string][]string
+}
+
+// Clusters is the [clusters] table (also accepted as the proposal's [nsk]).
+type Clusters struct {
+	KubeconfigDir  string
+	DefaultCluster string
+	Kubeconfig     string
+}
+
+// Server is the [server] table.
+type Server struct {
+	Port int
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string
+	Format string
+}
+
+// Source says which layer a value came from.
+type Source string
+
+const (
+	SourceDefault Source = "default"
+	SourceFile    Source = "file"
+	SourceEnv     Source = "env"
+	SourceFlag    Source = "flag"
+)
+
+// Value is one effective setting as `config show` reports it.
+type Value struct {
+	Value  any    `json:"value"`
+	Source Source `json:"source"`
+	// Origin is the file and line, the environment variable or the flag.
+	Origin string `json:"origin,omitempty"`
+	// Note tells an operator something about the key, such as that it is not used.
+	Note string `json:"note,omitempty"`
+}
+
+// Options says where Load looks.
+type Options struct {
+	// File is the TOML file to read; "" means embedded defaults only.
+	File string
+	// LookupEnv reads the environment; os.LookupEnv when nil.
+	LookupEnv func(string) (string, bool)
+	// Flags holds the flags registered by AddFlags; nil means none.
+	Flags *pflag.FlagSet
+}
+
+// Load builds the effective configuration. It either returns a complete,
+// checked configuration or an error naming every bad key, never a part.
+func Load(opts Options) (*Config, error) {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
+	l := &loader{opts: opts, typed: map[string]any{}, values: map[string]Value{}}
+	for _, s := range settings {
+		v, disp, err := l.parseText(s, s.def)
+		if err != nil {
+			panic(fmt.Sprintf("default of %s: %v", s.key, err)) // a bug in the table above
+		}
+		l.set(s, v, disp, SourceDefault, "")
+	}
+	if opts.File != "" {
+		l.loadFile(opts.File)
+	}
+	l.loadEnv()
+	l.loadFlags()
+	for _, s := range settings {
+		v := l.values[s.key]
+		if s.check != nil && v.Source != SourceDefault {
+			if err := s.check(l.typed[s.key]); err != nil {
+				l.fail(v.Origin, s.key, err)
+			}
+		}
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+
+	c := &Config{File: opts.File, values: l.values}
+	for _, s := range settings {
+		if s.unused != "" && l.values[s.key].Source != SourceDefault {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s (%s) is %s", s.key, l.values[s.key].Origin, s.unused))
+		}
+		if s.ptr != nil {
+			assign(s.ptr(c), l.typed[s.key])
+		}
+	}
+	return c, nil
+}
+
+// Values returns every effective setting by its dotted key.
+func (c *Config) Values() map[string]Value {
+	out := make(map[string]Value, len(c.values))
+	for k, v := range c.values {
+		out[k] = v
+	}
+	return out
+}
+
+// Keys returns the dotted keys in the order the settings table lists them.
+func Keys() []string {
+	keys := make([]string, len(settings))
+	for i, s := range settings {
+		keys[i] = s.key
+	}
+	return keys
+}
+
+type loader struct {
+	opts   Options
+	typed  map[string]any
+	values map[string]Value
+	errs   []error
+}
+
+func (l *loader) set(s *setting, v, disp any, src Source, origin string) {
+	l.typed[s.key] = v
+	if s.secret {
+		if str, _ := disp.(string); str != "" {
+			disp = "<redacted>"
+		}
+	}
+	val := Value{Value: disp, Source: src, Origin: origin}
+	if s.unused != "" {
+		val.Note = "not used by this server"
+	}
+	l.values[s.key] = val
+}
+
+func (l *loader) fail(origin, key string, err error) {
+	if origin == "" {
+		l.errs = append(l.errs, fmt.Errorf("%s: %w", key, err))
+		return
+	}
+	l.errs = append(l.errs, fmt.Errorf("%s: %s: %w", origin, key, err))
+}
+
+func (l *loader) loadEnv() {
+	for _, s := range settings {
+		if s.env == "" {
+			continue
+		}
+		// An empty variable counts as unset, as kubectl treats KUBECONFIG.
+		raw, ok := l.opts.LookupEnv(s.env)
+		if !ok || raw == "" {
+			continue
+		}
+		v, disp, err := l.parseText(s, raw)
+		if err != nil {
+			l.fail("environment variable "+s.env, s.key, err)
+			continue
+		}
+		l.set(s, v, disp, SourceEnv, s.env)
+	}
+}
+
+func (l *loader) loadFlags() {
+	if l.opts.Flags == nil {
+		return
+	}
+	for _, s := range settings {
+		if s.flag == "" {
+			continue
+		}
+		f := l.opts.Flags.Lookup(s.flag)
+		if f == nil || !f.Changed {
+			continue
+		}
+		var v, disp any
+		var err error
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			v, disp, err = l.parseList(s, trimItems(sv.GetSlice()))
+		} else {
+			v, disp, err = l.parseText(s, f.Value.String())
+		}
+		if err != nil {
+			l.fail("flag --"+s.flag, s.key, err)
+			continue
+		}
+		l.set(s, v, disp, SourceFlag, "--"+s.flag)
+	}
+}
+
+// parseText reads a value written as in an environment variable.
+func (l *loader) parseText(s *setting, text string) (any, any, error) {
+	switch s.kind {
+	case kindBool:
+		if text == "" {
+			return false, false, nil
+		}
+		b, err := strconv.ParseBool(strings.TrimSpace(text))
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid boolean %q (want true or false)", text)
+		}
+		return b, b, nil
+	case kindInt:
+		if text == "" {
+			return 0, 0, nil
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(text))
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid integer %q", text)
+		}
+		return n, n, nil
+	case kindString:
+		return text, text, nil
+	case kindPath:
+		p, err := expandHome(text)
+		return p, p, err
+	case kindDuration:
+		if text == "" {
+			return time.Duration(0), "", nil
+		}
+		d, err := parseDuration(text)
+		return d, strings.TrimSpace(text), err
+	case kindStrings, kindPaths:
+		return l.parseList(s, trimItems(strings.Split(text, ",")))
+	case kindStringsMap:
+		if text != "" {
+			return nil, nil, fmt.Errorf("can only be set in the configuration file")
+		}
+		return map[string][]string{}, map[string][]string{}, nil
+	}
+	return nil, nil, fmt.Errorf("unknown kind %v", s.kind)
+}
+
+// trimItems tidies a comma-separated list from the environment or a flag,
+// where "a, b," is a typing habit, not a plugin named " b" or "".
+func trimItems(items []string) []string {
+	out := items[:0:0]
+	for _, item := range items {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func (l *loader) parseList(s *setting, items []string) (any, any, error) {
+	out := make([]string, 0, len(items))
+	for _, item := range items {
+		if s.kind == kindPaths {
+			p, err := expandHome(item)
+			if err != nil {
+				return nil, nil, err
+			}
+			item = p
+		}
+		out = append(out, item)
+	}
+	return out, out, nil
+}
+
+func parseDuration(text string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(text))
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q (write it like \"30s\", \"5m\" or \"1h\")", text)
+	}
+	return d, nil
+}
+
+// expandHome turns a leading ~ into the user's home directory.
+func expandHome(p string) (string, error) {
+	if p != "~" && !strings.HasPrefix(p, "~/") {
+		return p, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("expand %q: %w", p, err)
+	}
+	return filepath.Join(home, p[1:]), nil
+}
+
+func assign(dst, v any) {
+	switch d := dst.(type) {
+	case *bool:
+		*d = v.(bool)
+	case *int:
+		*d = v.(int)
+	case *string:
+		*d = v.(string)
+	case *time.Duration:
+		*d = v.(time.Duration)
+	case *[]string:
+		*d = append([]string(nil), v.([]string)...)
+	case *map[string][]string:
+		m := map[string][]string{}
+		for k, list := range v.(map[string][]string) {
+			m[k] = append([]string(nil), list...)
+		}
+		*d = m
+	default:
+		panic(fmt.Sprintf("config: cannot assign to %T", dst))
+	}
+}
+
+// sortedKeys returns a map's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,206 @@
+package config
+
+import (
+	"fmt"
+	"path"
+	"time"
+)
+
+// kind is how a setting's value is written and checked.
+type kind int
+
+const (
+	kindBool kind = iota
+	kindInt
+	kindString
+	kindDuration
+	kindStrings    // a list of strings; comma-separated in env and flags
+	kindStringsMap // a table of string lists, only in the file
+	kindPath       // a string with ~ expanded
+	kindPaths      // a list of paths
+)
+
+func (k kind) String() string {
+	return [...]string{"boolean", "integer", "string", "duration", "list of strings", "table of string lists", "path", "list of paths"}[k]
+}
+
+// setting describes one configuration key: where it can be set, its default
+// and how it is checked. The table below is the single source for loading,
+// flags and `config show`.
+type setting struct {
+	key    string // dotted TOML path
+	kind   kind
+	def    string // default, written as in an environment variable
+	env    string
+	flag   string
+	usage  string
+	secret bool   // shown redacted
+	unused string // accepted for compatibility but not used: why
+	alias  string // another TOML key that sets this one
+	ptr    func(*Config) any
+	check  func(v any) error
+}
+
+// settings lists every key the server accepts, in the order `config show`
+// prints them.
+var settings = []*setting{
+	{key: "plugins.enabled", kind: kindBool, def: "true", env: "PLUGINS_ENABLED", flag: "plugins-enabled",
+		usage: "Serve kubectl plugins", ptr: func(c *Config) any { return &c.Plugins.Enabled }},
+	{key: "plugins.auto_discovery", kind: kindBool, def: "true", env: "PLUGINS_AUTO_DISCOVERY", flag: "plugins-auto-discovery",
+		usage: "Rediscover plugins every refresh_interval", ptr: func(c *Config) any { return &c.Plugins.AutoDiscovery }},
+	{key: "plugins.refresh_interval", kind: kindDuration, def: "5m", env: "PLUGINS_REFRESH_INTERVAL",
+		ptr: func(c *Config) any { return &c.Plugins.RefreshInterval }, check: positiveDuration},
+	{key: "plugins.allowed_plugins", kind: kindStrings, env: "PLUGINS_ALLOWED", flag: "plugins-allowed",
+		usage: "Plugins that may run (comma-separated names or globs)",
+		ptr:   func(c *Config) any { return &c.Plugins.AllowedPlugins }, check: globs},
+	{key: "plugins.blocked_plugins", kind: kindStrings,
+		ptr: func(c *Config) any { return &c.Plugins.BlockedPlugins }, check: globs},
+	{key: "plugins.allow_any_plugin", kind: kindBool, def: "false",
+		ptr: func(c *Config) any { return &c.Plugins.AllowAnyPlugin }},
+	{key: "plugins.execution_timeout", kind: kindDuration, def: "30s", env: "PLUGINS_EXECUTION_TIMEOUT", flag: "plugins-timeout",
+		usage: "Time limit of one plugin call", ptr: func(c *Config) any { return &c.Plugins.ExecutionTimeout }, check: positiveDuration},
+	{key: "plugins.max_concurrent", kind: kindInt, def: "3", env: "PLUGINS_MAX_CONCURRENT",
+		ptr: func(c *Config) any { return &c.Plugins.MaxConcurrent }, check: atLeast(1)},
+	{key: "plugins.plugin_paths", kind: kindPaths, def: "/usr/local/bin,~/.krew/bin,~/go/bin",
+		ptr: func(c *Config) any { return &c.Plugins.PluginPaths }},
+	{key: "plugins.kubectl_path", kind: kindPath, def: "kubectl",
+		ptr: func(c *Config) any { return &c.Plugins.KubectlPath }},
+	{key: "plugins.cluster_plugins", kind: kindStringsMap,
+		ptr: func(c *Config) any { return &c.Plugins.ClusterPlugins }, check: clusterPlugins},
+
+	{key: "clusters.kubeconfig_dir", kind: kindPath, alias: "nsk.kubeconfig_dir",
+		ptr: func(c *Config) any { return &c.Clusters.KubeconfigDir }},
+	{key: "clusters.default_cluster", kind: kindString, alias: "nsk.default_cluster",
+		ptr: func(c *Config) any { return &c.Clusters.DefaultCluster }},
+	{key: "clusters.kubeconfig", kind: kindPath, env: "KUBECONFIG", flag: "kubeconfig",
+		usage: "Kubeconfig whose contexts are clusters too (default ~/.kube/config when it exists)",
+		ptr:   func(c *Config) any { return &c.Clusters.Kubeconfig }},
+
+	{key: "server.port", kind: kindInt, def: "0", flag: "port",
+		usage: "Serve MCP over HTTP on this port; 0 serves stdio", ptr: func(c *Config) any { return &c.Server.Port }, check: port},
+
+	{key: "log.level", kind: kindString, def: "info", flag: "log-level",
+		usage: "Log level: trace, debug, info, warn or error", ptr: func(c *Config) any { return &c.Log.Level },
+		check: oneOf("trace", "debug", "info", "warn", "error")},
+	{key: "log.format", kind: kindString, def: "text", flag: "log-format",
+		usage: "Log format: text or json", ptr: func(c *Config) any { return &c.Log.Format }, check: oneOf("text", "json")},
+}
+
+// The proposal's [nsk] table also configures fetching kubeconfigs from
+// Rancher. Those keys load, so its files work unchanged, but do nothing here.
+func init() {
+	const why = "kept for compatibility with the proposal's [nsk] table; this server reads clusters from kubeconfig_dir and --kubeconfig only"
+	for _, k := range []struct {
+		key    string
+		kind   kind
+		secret bool
+	}{
+		{"nsk.rancher_url", kindString, false},
+		{"nsk.rancher_token", kindString, true},
+		{"nsk.profile", kindString, false},
+		{"nsk.config_dir", kindPath, false},
+		{"nsk.auto_refresh", kindBool, false},
+		{"nsk.refresh_interval", kindDuration, false},
+		{"nsk.auto_discovery", kindBool, false},
+	} {
+		settings = append(settings, &setting{key: k.key, kind: k.kind, secret: k.secret, unused: why})
+	}
+}
+
+func lookupSetting(key string) *setting {
+	for _, s := range settings {
+		if s.key == key {
+			return s
+		}
+	}
+	return nil
+}
+
+// lookupAlias finds the setting another key stands for.
+func lookupAlias(key string) *setting {
+	for _, s := range settings {
+		if s.alias == key {
+			return s
+		}
+	}
+	return nil
+}
+
+// isTable reports whether key is a table that holds settings.
+func isTable(key string) bool {
+	for _, s := range settings {
+		for _, k := range []string{s.key, s.alias} {
+			if len(k) > len(key) && k[:len(key)] == key && k[len(key)] == '.' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func positiveDuration(v any) error {
+	if d := v.(time.Duration); d <= 0 {
+		return fmt.Errorf("must be greater than zero, got %s", d)
+	}
+	return nil
+}
+
+func atLeast(min int) func(any) error {
+	return func(v any) error {
+		if n := v.(int); n < min {
+			return fmt.Errorf("must be at least %d, got %d", min, n)
+		}
+		return nil
+	}
+}
+
+func port(v any) error {
+	if n := v.(int); n < 0 || n > 65535 {
+		return fmt.Errorf("must be a port from 0 to 65535, got %d", n)
+	}
+	return nil
+}
+
+func oneOf(choices ...string) func(any) error {
+	return func(v any) error {
+		for _, c := range choices {
+			if v.(string) == c {
+				return nil
+			}
+		}
+		return fmt.Errorf("must be one of %q, got %q", choices, v)
+	}
+}
+
+func globs(v any) error {
+	for _, p := range v.([]string) {
+		if err := glob(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func glob(p string) error {
+	if p == "" {
+		return fmt.Errorf("empty plugin name or pattern")
+	}
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("bad pattern %q: %v", p, err)
+	}
+	return nil
+}
+
+func clusterPlugins(v any) error {
+	for cluster, plugins := range v.(map[string][]string) {
+		if cluster == "" {
+			return fmt.Errorf("empty cluster name")
+		}
+		for _, p := range plugins {
+			if err := glob(p); err != nil {
+				return fmt.Errorf("cluster %q: %w", cluster, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Containerd is a real containerd with runc, on a private socket, root and
+// state folder, so tests never touch a containerd of the machine's.
+type Containerd struct {
+	// Address is the containerd socket.
+	Address string
+	Root    string
+	State   string
+	// Namespace is the containerd namespace tests should use.
+	Namespace string
+
+	proc *process
+}
+
+var (
+	containerdOnce sync.Once
+	containerd     *Containerd
+	containerdErr  error
+)
+
+// TestContainerd returns the shared containerd, starting it on first use.
+// Without it the test fails: it never skips.
+func TestContainerd(t testing.TB) *Containerd {
+	t.Helper()
+	containerdOnce.Do(func() { containerd, containerdErr = startContainerd() })
+	if containerdErr != nil {
+		t.Fatalf("test containerd: %v", containerdErr)
+	}
+	return containerd
+}
+
+func startContainerd() (*Containerd, error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("containerd needs root; these tests run as uid %d", os.Geteuid())
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		return nil, fmt.Errorf("runc: %w (run `make test-deps`, which installs it)", err)
+	}
+	// The socket path must stay short (108 bytes), so keep the folder near /.
+	dir, err := os.MkdirTemp("", "kmcp-ctrd-")
+	if err != nil {
+		return nil, err
+	}
+	atExit(func() { os.RemoveAll(dir) })
+	c := &Containerd{
+		Address:   filepath.Join(dir, "containerd.sock"),
+		Root:      filepath.Join(dir, "root"),
+		State:     filepath.Join(dir, "state"),
+		Namespace: "kmcp-test",
+	}
+	config := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = %q
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, c.Root, c.State, c.Address, filepath.Join(dir, "opt"))
+	configFile := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	c.proc, err = start("containerd", filepath.Join(dir, "containerd.log"), "containerd", "--config", configFile)
+	if err != nil {
+		return nil, err
+	}
+	atExit(c.Stop)
+	err = waitFor(c.proc, 30*time.Second, func() error {
+		out, err := exec.Command("ctr", "--address", c.Address, "version").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ctr version: %v: %s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Stop ends containerd and every shim it started.
+func (c *Containerd) Stop() {
+	c.proc.stop()
+	// Shims outlive containerd by design; end ours by their socket folder.
+	exec.Command("pkill", "-KILL", "-f", "containerd-shim.*"+c.Address).Run()
+}

@@ -1,0 +1,3 @@
+// Package runtime turns one tool call into one sandboxed plugin run, with its
+// timeout, concurrency limit, output cap and structured result.
+package runtime
