@@ -20,6 +20,7 @@ import (
 type Config struct {
 	Plugins  Plugins
 	Clusters Clusters
+	Sandbox  Sandbox
 	Server   Server
 	Log      Log
 
@@ -43,8 +44,16 @@ type Plugins struct {
 	MaxConcurrent    int
 	PluginPaths      []string
 	KubectlPath      string
+	// DestructivePatterns are globs of plugin names that change or remove
+	// things. An empty list set on purpose stays non-nil: policy reads nil
+	// as "use the default list".
+	DestructivePatterns []string
+	// ReadOnly refuses every destructive plugin.
+	ReadOnly bool
 	// ClusterPlugins limits, per cluster, which plugins may run there.
 	ClusterPlugins map[string][]string
+	// Pins maps a plugin name to the "sha256:<hex>" its file must have.
+	Pins map[string]string
 }
 
 // Clusters is the [clusters] table (also accepted as the proposal's [nsk]).
@@ -52,6 +61,14 @@ type Clusters struct {
 	KubeconfigDir  string
 	DefaultCluster string
 	Kubeconfig     string
+}
+
+// Sandbox is the [sandbox] table.
+type Sandbox struct {
+	// Backend is "auto" (the strongest sandbox available; none exists yet,
+	// so plugins do not run) or "none" (plain processes, the operator's
+	// explicit choice).
+	Backend string
 }
 
 // Server is the [server] table.
@@ -270,6 +287,11 @@ func (l *loader) parseText(s *setting, text string) (any, any, error) {
 			return nil, nil, fmt.Errorf("can only be set in the configuration file")
 		}
 		return map[string][]string{}, map[string][]string{}, nil
+	case kindStringMap:
+		if text != "" {
+			return nil, nil, fmt.Errorf("can only be set in the configuration file")
+		}
+		return map[string]string{}, map[string]string{}, nil
 	}
 	return nil, nil, fmt.Errorf("unknown kind %v", s.kind)
 }
@@ -321,6 +343,10 @@ func expandHome(p string) (string, error) {
 	return filepath.Join(home, p[1:]), nil
 }
 
+// keptEmpty marks a list field whose empty value must stay non-nil, so that
+// "set to nothing" differs from "not set".
+type keptEmpty []string
+
 func assign(dst, v any) {
 	switch d := dst.(type) {
 	case *bool:
@@ -333,10 +359,18 @@ func assign(dst, v any) {
 		*d = v.(time.Duration)
 	case *[]string:
 		*d = append([]string(nil), v.([]string)...)
+	case *keptEmpty:
+		*d = append([]string{}, v.([]string)...)
 	case *map[string][]string:
 		m := map[string][]string{}
 		for k, list := range v.(map[string][]string) {
 			m[k] = append([]string(nil), list...)
+		}
+		*d = m
+	case *map[string]string:
+		m := make(map[string]string, len(v.(map[string]string)))
+		for k, s := range v.(map[string]string) {
+			m[k] = s
 		}
 		*d = m
 	default:

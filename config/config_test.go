@@ -116,6 +116,13 @@ func TestPrecedence(t *testing.T) {
 			envL:  layer{set: "7", disp: 7, typed: 7},
 		},
 		{
+			key: "plugins.read_only", env: "PLUGINS_READ_ONLY",
+			field: func(c *Config) any { return c.Plugins.ReadOnly },
+			def:   layer{disp: false, typed: false},
+			file:  layer{set: "read_only = true", disp: true, typed: true},
+			envL:  layer{set: "false", disp: false, typed: false},
+		},
+		{
 			key: "plugins.refresh_interval", env: "PLUGINS_REFRESH_INTERVAL",
 			field: func(c *Config) any { return c.Plugins.RefreshInterval },
 			def:   layer{disp: "5m", typed: 5 * time.Minute},
@@ -230,6 +237,22 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"FILE:2: plugins.blocked_plugins: empty plugin name"}},
 		{name: "bad glob in cluster_plugins", file: "[plugins.cluster_plugins]\n\"c1-sv5\" = [\"[x\"]\n",
 			want: []string{"FILE:1: plugins.cluster_plugins: cluster \"c1-sv5\": bad pattern"}},
+		{name: "pin without sha256: prefix", file: "[plugins]\nenabled = true\n\n[plugins.pins]\nevict = \"" + strings.Repeat("a", 64) + "\"\n",
+			want: []string{"FILE:4: plugins.pins: \"evict\": want \"sha256:\" and 64 lowercase hex digits"}},
+		{name: "pin with uppercase hex", file: "[plugins.pins]\nevict = \"sha256:" + strings.Repeat("A", 64) + "\"\n",
+			want: []string{"FILE:1: plugins.pins: \"evict\": want \"sha256:\""}},
+		{name: "short pin", file: "[plugins]\npins = { get_all = \"sha256:abc\" }\n",
+			want: []string{"FILE:2: plugins.pins: \"get_all\": want \"sha256:\"", "got \"sha256:abc\""}},
+		{name: "pin not a string", file: "[plugins.pins]\nevict = 1\n",
+			want: []string{"FILE:1: plugins.pins: \"evict\": want a string, got an integer"}},
+		{name: "pins not a table", file: "[plugins]\npins = [\"evict\"]\n",
+			want: []string{"FILE:2: plugins.pins: want a table of strings, got an array"}},
+		{name: "unset variable in pins", file: "[plugins.pins]\nevict = \"${NO_SUCH_PIN}\"\n",
+			want: []string{"plugins.pins: \"evict\": environment variable NO_SUCH_PIN is not set"}},
+		{name: "bad glob in destructive_patterns", file: "[plugins]\ndestructive_patterns = [\"*delete*\", \"[x\"]\n",
+			want: []string{"FILE:2: plugins.destructive_patterns: bad pattern \"[x\""}},
+		{name: "bad env read_only", env: map[string]string{"PLUGINS_READ_ONLY": "yes"},
+			want: []string{"environment variable PLUGINS_READ_ONLY: plugins.read_only: invalid boolean \"yes\""}},
 		{name: "TOML syntax error", file: "[plugins]\nenabled = true\nmax_concurrent = \n",
 			want: []string{"FILE:3:"}},
 		{name: "unset variable in string", file: "[nsk]\nrancher_token = \"${NO_SUCH_TOKEN}\"\n",
@@ -671,4 +694,86 @@ func TestListItemsAreTrimmedFromEverySource(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Plugins.AllowedPlugins, []string{"a", "b", "c"}) || cfg.Plugins.Enabled {
 		t.Errorf("allowed = %q, enabled = %v", cfg.Plugins.AllowedPlugins, cfg.Plugins.Enabled)
 	}
+}
+
+var (
+	pinA = "sha256:" + strings.Repeat("a", 64)
+	pinB = "sha256:" + strings.Repeat("0123456789abcdef", 4)
+)
+
+func TestPins(t *testing.T) {
+	cfg, path, err := load(t, "[plugins.pins]\nevict = \""+pinA+"\"\n\"get_all\" = \"${PIN}\"\n", map[string]string{"PIN": pinB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "Pins", cfg.Plugins.Pins, map[string]string{"evict": pinA, "get_all": pinB})
+	v := cfg.Values()["plugins.pins"]
+	check(t, "source", v.Source, SourceFile)
+	check(t, "origin", v.Origin, path+":1")
+
+	// Pins are file only: no environment variable or flag, and none by default.
+	cfg, _, err = load(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "default Pins", cfg.Plugins.Pins, map[string]string{})
+}
+
+func TestDestructivePatterns(t *testing.T) {
+	cfg, _, err := load(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "default", cfg.Plugins.DestructivePatterns,
+		[]string{"*delete*", "*remove*", "*destroy*", "*evict*", "*drain*", "*cordon*", "*terminate*"})
+
+	cfg, path, err := load(t, "[plugins]\ndestructive_patterns = [\"*scale*\", \"kubectl-purge\"]\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "from file", cfg.Plugins.DestructivePatterns, []string{"*scale*", "kubectl-purge"})
+	check(t, "origin", cfg.Values()["plugins.destructive_patterns"].Origin, path+":2")
+
+	// An operator who lists none means none; nil would read as the default.
+	cfg, _, err = load(t, "[plugins]\ndestructive_patterns = []\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Plugins.DestructivePatterns; p == nil || len(p) != 0 {
+		t.Errorf("DestructivePatterns = %#v, want a non-nil empty list", p)
+	}
+}
+
+func TestWriteTOMLRoundTripPins(t *testing.T) {
+	file := `
+[plugins]
+destructive_patterns = []
+
+[plugins.cluster_plugins]
+"c1-sv5" = ["cnpg"]
+
+[plugins.pins]
+evict = "` + pinA + `"
+"odd \"name\"" = "` + pinB + `"
+`
+	first, _, err := load(t, file, map[string]string{"PLUGINS_READ_ONLY": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := first.WriteTOML(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "\n[plugins.pins] # file ") {
+		t.Errorf("no [plugins.pins] table in:\n%s", out.String())
+	}
+	second, _, err := load(t, out.String(), nil)
+	if err != nil {
+		t.Fatalf("written TOML does not load: %v\n%s", err, out.String())
+	}
+	if !reflect.DeepEqual(first.Plugins, second.Plugins) {
+		t.Errorf("round trip changed the plugins:\nfirst  %+v\nsecond %+v\nTOML:\n%s", first.Plugins, second.Plugins, out.String())
+	}
+	check(t, "ReadOnly", second.Plugins.ReadOnly, true)
+	check(t, "Pins", second.Plugins.Pins, map[string]string{"evict": pinA, `odd "name"`: pinB})
 }

@@ -156,6 +156,24 @@ func (l *loader) fromTOML(s *setting, raw any) (any, any, error) {
 			m[k] = items
 		}
 		return m, m, nil
+	case kindStringMap:
+		table, ok := raw.(map[string]any)
+		if !ok {
+			return nil, nil, wrongType
+		}
+		m := map[string]string{}
+		for k, v := range table {
+			str, ok := v.(string)
+			if !ok {
+				return nil, nil, fmt.Errorf("%q: want a string, got %s", k, tomlType(v))
+			}
+			str, err := l.expandEnv(str)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%q: %w", k, err)
+			}
+			m[k] = str
+		}
+		return m, m, nil
 	}
 	return nil, nil, fmt.Errorf("unknown kind %v", s.kind)
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -16,12 +17,13 @@ const (
 	kindDuration
 	kindStrings    // a list of strings; comma-separated in env and flags
 	kindStringsMap // a table of string lists, only in the file
+	kindStringMap  // a table of strings, only in the file
 	kindPath       // a string with ~ expanded
 	kindPaths      // a list of paths
 )
 
 func (k kind) String() string {
-	return [...]string{"boolean", "integer", "string", "duration", "list of strings", "table of string lists", "path", "list of paths"}[k]
+	return [...]string{"boolean", "integer", "string", "duration", "list of strings", "table of string lists", "table of strings", "path", "list of paths"}[k]
 }
 
 // setting describes one configuration key: where it can be set, its default
@@ -65,8 +67,16 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return &c.Plugins.PluginPaths }},
 	{key: "plugins.kubectl_path", kind: kindPath, def: "kubectl",
 		ptr: func(c *Config) any { return &c.Plugins.KubectlPath }},
+	{key: "plugins.destructive_patterns", kind: kindStrings, def: "*delete*,*remove*,*destroy*,*evict*,*drain*,*cordon*,*terminate*",
+		ptr: func(c *Config) any { return (*keptEmpty)(&c.Plugins.DestructivePatterns) }, check: globs},
+	{key: "plugins.read_only", kind: kindBool, def: "false", env: "PLUGINS_READ_ONLY",
+		ptr: func(c *Config) any { return &c.Plugins.ReadOnly }},
+	// The two tables come last: WriteTOML opens a [plugins.*] table for each,
+	// and a plain plugins key written after them would land inside one.
 	{key: "plugins.cluster_plugins", kind: kindStringsMap,
 		ptr: func(c *Config) any { return &c.Plugins.ClusterPlugins }, check: clusterPlugins},
+	{key: "plugins.pins", kind: kindStringMap,
+		ptr: func(c *Config) any { return &c.Plugins.Pins }, check: pins},
 
 	{key: "clusters.kubeconfig_dir", kind: kindPath, alias: "nsk.kubeconfig_dir",
 		ptr: func(c *Config) any { return &c.Clusters.KubeconfigDir }},
@@ -75,6 +85,9 @@ var settings = []*setting{
 	{key: "clusters.kubeconfig", kind: kindPath, env: "KUBECONFIG", flag: "kubeconfig",
 		usage: "Kubeconfig whose contexts are clusters too (default ~/.kube/config when it exists)",
 		ptr:   func(c *Config) any { return &c.Clusters.Kubeconfig }},
+
+	{key: "sandbox.backend", kind: kindString, def: "auto", env: "PLUGINS_SANDBOX_BACKEND",
+		ptr: func(c *Config) any { return &c.Sandbox.Backend }, check: oneOf("auto", "none")},
 
 	{key: "server.port", kind: kindInt, def: "0", flag: "port",
 		usage: "Serve MCP over HTTP on this port; 0 serves stdio", ptr: func(c *Config) any { return &c.Server.Port }, check: port},
@@ -203,4 +216,30 @@ func clusterPlugins(v any) error {
 		}
 	}
 	return nil
+}
+
+func pins(v any) error {
+	m := v.(map[string]string)
+	for _, name := range sortedKeys(m) {
+		if name == "" {
+			return fmt.Errorf("empty plugin name")
+		}
+		if !validPin(m[name]) {
+			return fmt.Errorf("%q: want \"sha256:\" and 64 lowercase hex digits, got %q", name, m[name])
+		}
+	}
+	return nil
+}
+
+func validPin(pin string) bool {
+	hex, ok := strings.CutPrefix(pin, "sha256:")
+	if !ok || len(hex) != 64 {
+		return false
+	}
+	for _, r := range hex {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
 }

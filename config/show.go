@@ -52,11 +52,17 @@ func (c *Config) WriteTOML(w io.Writer) error {
 			fmt.Fprintf(&b, "# %s = <redacted> # %s\n", name, comment)
 			continue
 		}
-		if s.kind == kindStringsMap {
+		if s.kind == kindStringsMap || s.kind == kindStringMap {
 			fmt.Fprintf(&b, "\n[%s] # %s\n", s.key, comment)
-			m := v.Value.(map[string][]string)
-			for _, k := range sortedKeys(m) {
-				fmt.Fprintf(&b, "%s = %s\n", tomlString(k), tomlValue(m[k]))
+			switch m := v.Value.(type) {
+			case map[string][]string:
+				for _, k := range sortedKeys(m) {
+					fmt.Fprintf(&b, "%s = %s\n", tomlString(k), tomlValue(m[k]))
+				}
+			case map[string]string:
+				for _, k := range sortedKeys(m) {
+					fmt.Fprintf(&b, "%s = %s\n", tomlString(k), tomlValue(m[k]))
+				}
 			}
 			table = s.key
 			continue

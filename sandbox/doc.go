@@ -1,3 +1,3 @@
-// Package sandbox defines how a plugin process is run in isolation, and the
-// backends that do it.
+// Package sandbox defines how one plugin process runs in isolation (the
+// Backend interface) and provides its backends.
 package sandbox

@@ -1,0 +1,106 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Backend runs one plugin process in isolation. Every plugin run, whether a
+// tool call or discovery's --help, goes through a Backend.
+type Backend interface {
+	// Name is how results and logs name the backend: "none", "container", "wasm".
+	Name() string
+	// Run runs the plugin to the end, or until ctx ends, when it kills the
+	// plugin and everything it started before returning.
+	Run(ctx context.Context, spec Spec) (Result, error)
+}
+
+// Spec is one plugin run. Arguments travel as argv: no shell reads them.
+type Spec struct {
+	// Plugin is the resolved path of the plugin file.
+	Plugin string
+	// Args are the arguments after the program name.
+	Args []string
+	// Env is the whole environment of the plugin, as KEY=VALUE.
+	Env []string
+	// Stdout and Stderr receive the plugin's output; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+// Result is how a run ended.
+type Result struct {
+	// ExitCode is the plugin's exit status, or -1 when it did not exit by
+	// itself (killed by a signal, a timeout or a cancellation).
+	ExitCode int
+	// Signal names the signal that ended the plugin, if one did.
+	Signal   string
+	Duration time.Duration
+	// Stopped is true when the run was ended because ctx ended.
+	Stopped bool
+}
+
+// ErrUnavailable is returned when no sandbox backend can run a plugin.
+var ErrUnavailable = errors.New("no sandbox backend is available")
+
+// LimitedBuffer keeps the first Limit bytes written to it and counts the rest.
+// Writes never fail, so a flooding plugin is not killed by a broken pipe but
+// simply truncated.
+type LimitedBuffer struct {
+	Limit int
+
+	mu        sync.Mutex
+	buf       []byte
+	truncated int64
+}
+
+// NewLimitedBuffer returns a buffer that keeps at most limit bytes.
+func NewLimitedBuffer(limit int) *LimitedBuffer { return &LimitedBuffer{Limit: limit} }
+
+func (b *LimitedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	room := b.Limit - len(b.buf)
+	if room < 0 {
+		room = 0
+	}
+	if len(p) > room {
+		b.truncated += int64(len(p) - room)
+		b.buf = append(b.buf, p[:room]...)
+	} else {
+		b.buf = append(b.buf, p...)
+	}
+	return len(p), nil
+}
+
+// Bytes returns what was kept.
+func (b *LimitedBuffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf...)
+}
+
+// String returns what was kept.
+func (b *LimitedBuffer) String() string { return string(b.Bytes()) }
+
+// Truncated reports how many bytes were dropped.
+func (b *LimitedBuffer) Truncated() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.truncated
+}
+
+// Describe says in words how a run ended, for warnings and errors.
+func (r Result) Describe() string {
+	switch {
+	case r.Stopped:
+		return fmt.Sprintf("stopped after %s", r.Duration.Round(time.Millisecond))
+	case r.Signal != "":
+		return "killed by " + r.Signal
+	default:
+		return fmt.Sprintf("exit code %d", r.ExitCode)
+	}
+}
