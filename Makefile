@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/kubernetes-mcp-server
 ARGS     ?=
 
-.PHONY: all build run test test-deps vet fmt-check clean
+.PHONY: all build run test test-deps vet fmt-check clean bench
 
 all: build
 
@@ -31,3 +31,7 @@ fmt-check:
 
 clean:
 	rm -rf bin
+
+# Speed and memory figures; each benchmark prints what it compares.
+bench: test-deps
+	$(GO) test -run '^$$' -bench . -benchtime 15x ./...

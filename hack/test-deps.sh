@@ -12,6 +12,7 @@ declare -A packages=(
 	[ctr]=containerd
 	[runc]=runc
 	[busybox]=busybox-static
+	[kubectx]=kubectx
 )
 missing=()
 for cmd in "${!packages[@]}"; do
@@ -29,3 +30,4 @@ if ((${#missing[@]})); then
 fi
 # Debian's packages may start services; the tests run their own on private sockets.
 "$top/hack/build-kube-apiserver.sh" >/dev/null
+"$top/hack/build-plugins.sh" >/dev/null

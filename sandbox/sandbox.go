@@ -51,6 +51,8 @@ var ErrUnavailable = errors.New("no sandbox backend is available")
 // simply truncated.
 type LimitedBuffer struct {
 	Limit int
+	// OnFull, if set, is called once, when the first byte is dropped.
+	OnFull func()
 
 	mu        sync.Mutex
 	buf       []byte
@@ -68,6 +70,9 @@ func (b *LimitedBuffer) Write(p []byte) (int, error) {
 		room = 0
 	}
 	if len(p) > room {
+		if b.truncated == 0 && b.OnFull != nil {
+			defer b.OnFull()
+		}
 		b.truncated += int64(len(p) - room)
 		b.buf = append(b.buf, p[:room]...)
 	} else {

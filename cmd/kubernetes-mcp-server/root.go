@@ -44,7 +44,7 @@ which beats the file, which beats the default. 'config show' prints the result.`
 	root.SetErr(stderr)
 	root.PersistentFlags().String("config", "", "TOML configuration file (default: none, embedded defaults)")
 	config.AddFlags(root.PersistentFlags())
-	root.AddCommand(newConfigCommand())
+	root.AddCommand(newConfigCommand(), newPluginsCommand())
 	return root
 }
 
@@ -112,4 +112,3 @@ func serve(cmd *cobra.Command) error {
 	log.Info("shutting down")
 	return nil
 }
-

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
+)
+
+// BenchmarkDiscovery1000 discovers 1,000 plugins on PATH (10 folders of
+// 100, help cached) and, in the same run, times `kubectl plugin list` on the
+// same folders. It reports the median of each and their ratio; the goal is
+// at most 0.3x kubectl's time.
+func BenchmarkDiscovery1000(b *testing.B) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		b.Fatalf("kubectl is needed to compare with: %v", err)
+	}
+	root := b.TempDir()
+	var dirs []string
+	for d := range 10 {
+		dir := filepath.Join(root, fmt.Sprintf("bin%d", d))
+		os.Mkdir(dir, 0o755)
+		dirs = append(dirs, dir)
+		for i := range 100 {
+			name := fmt.Sprintf("kubectl-bench%d_%d", d, i)
+			body := fmt.Sprintf("#!/bin/sh\necho 'Plugin %d.\n\nFlags:\n  -n, --namespace string   where\n      --count int   how many (default 3)'\n", i)
+			os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755)
+		}
+	}
+	pathEnv := strings.Join(dirs, ":")
+	home := b.TempDir()
+	cfgFile := filepath.Join(home, "config.toml")
+	os.WriteFile(cfgFile, []byte("[plugins]\nplugin_paths = []\n[sandbox]\nbackend = \"none\"\n"), 0o600)
+	env := []string{"PATH=" + pathEnv, "HOME=" + home, "KREW_ROOT=" + home, "XDG_CACHE_HOME=" + filepath.Join(home, "cache")}
+
+	runCmd := func(argv ...string) time.Duration {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = env
+		start := time.Now()
+		out, err := cmd.Output()
+		d := time.Since(start)
+		if len(out) == 0 {
+			b.Fatalf("%v printed nothing: %v", argv, err)
+		}
+		return d
+	}
+	// The table is what kubectl prints too; JSON is reported beside it.
+	ours := []string{binary, "plugins", "list", "--config", cfgFile, "--log-level", "error"}
+	oursJSON := append(append([]string(nil), ours...), "--output", "json")
+	runCmd(ours...) // fills the help cache: "with help cached"
+
+	cfg, err := config.Load(config.Options{File: cfgFile, LookupEnv: func(string) (string, bool) { return "", false }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := runtime.New(cfg, runtime.Options{PathEnv: pathEnv, KrewRoot: home, CacheFile: filepath.Join(home, "cache", "kubernetes-mcp-server", "plugins-cache.json")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := rt.Discover(context.Background()); err != nil || len(rt.Plugins()) != 1000 {
+		b.Fatalf("discovered %d plugins: %v", len(rt.Plugins()), err)
+	}
+
+	var kubectlTimes, cliTimes, jsonTimes, refreshTimes []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		kubectlTimes = append(kubectlTimes, runCmd(kubectl, "plugin", "list"))
+		cliTimes = append(cliTimes, runCmd(ours...))
+		jsonTimes = append(jsonTimes, runCmd(oursJSON...))
+		start := time.Now()
+		rt.Discover(context.Background())
+		refreshTimes = append(refreshTimes, time.Since(start))
+	}
+	b.StopTimer()
+	k, c, j, r := median(kubectlTimes), median(cliTimes), median(jsonTimes), median(refreshTimes)
+	b.ReportMetric(float64(k.Microseconds())/1000, "kubectl-ms")
+	b.ReportMetric(float64(c.Microseconds())/1000, "cli-ms")
+	b.ReportMetric(float64(r.Microseconds())/1000, "refresh-ms")
+	b.ReportMetric(float64(j.Microseconds())/1000, "cli-json-ms")
+	b.ReportMetric(float64(c)/float64(k), "cli/kubectl")
+	b.ReportMetric(float64(r)/float64(k), "refresh/kubectl")
+	fmt.Printf("discovery of 1000 plugins, median of %d (goal <= 0.3x kubectl):\n"+
+		"  kubectl plugin list                              %10s\n"+
+		"  kubernetes-mcp-server plugins list (process)     %10s = %.2fx\n"+
+		"  kubernetes-mcp-server plugins list -o json       %10s = %.2fx\n"+
+		"  in-process refresh (what the server does)        %10s = %.3fx\n",
+		b.N, k.Round(time.Microsecond), c.Round(time.Microsecond), float64(c)/float64(k),
+		j.Round(time.Microsecond), float64(j)/float64(k), r.Round(time.Microsecond), float64(r)/float64(k))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}

@@ -1,0 +1,116 @@
+package discovery
+
+import (
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/helpparse"
+)
+
+// Kind says how a plugin runs.
+type Kind string
+
+const (
+	// KindExec is a native executable or script.
+	KindExec Kind = "exec"
+	// KindWasm is a WebAssembly module, kubectl-<name>.wasm.
+	KindWasm Kind = "wasm"
+)
+
+// Parameter is one flag a plugin accepts, as its --help describes it.
+type Parameter = helpparse.Parameter
+
+// Plugin is one discovered plugin: the file that wins its name.
+type Plugin struct {
+	// Name is the file name without "kubectl-" (and ".wasm"): "get_all", "foo-bar".
+	Name string `json:"name"`
+	// Command is how kubectl runs it: "get-all", "foo bar".
+	Command string `json:"command"`
+	// Path is where it was found, as kubectl plugin list prints it.
+	Path string `json:"path"`
+	// ResolvedPath is Path with every symlink resolved: the file that runs.
+	ResolvedPath string    `json:"resolved_path"`
+	Kind         Kind      `json:"kind"`
+	SHA256       string    `json:"sha256"`
+	Size         int64     `json:"size"`
+	ModTime      time.Time `json:"mod_time"`
+	// Description is the plugin's short help.
+	Description string `json:"description,omitempty"`
+	Version     string `json:"version,omitempty"`
+	// Aliases are other names agents and configs may use for it.
+	Aliases    []string    `json:"aliases,omitempty"`
+	Parameters []Parameter `json:"parameters"`
+	// HelpWarning says why Parameters may be missing or incomplete.
+	HelpWarning string `json:"help_warning,omitempty"`
+	// ToolName is the MCP tool that serves it, or "" when its name cannot form one.
+	ToolName string `json:"tool_name,omitempty"`
+
+	identity identity
+}
+
+// Warning is something discovery noticed, in kubectl plugin list's words.
+type Warning struct {
+	Plugin  string `json:"plugin,omitempty"`
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+// identity is what tells one version of a plugin file from another without
+// reading it.
+type identity struct {
+	Path    string `json:"path"` // resolved
+	Size    int64  `json:"size"`
+	ModTime int64  `json:"mtime_ns"`
+	Inode   uint64 `json:"inode"`
+}
+
+func (id identity) key() string {
+	return id.Path + "\x00" + itoa(id.Size) + "\x00" + itoa(id.ModTime) + "\x00" + itoa(int64(id.Inode))
+}
+
+func itoa(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for ; n > 0; n /= 10 {
+		i--
+		b[i] = byte('0' + n%10)
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+// commandOf spells a plugin name as kubectl's command line does: "-" nests,
+// "_" is "-".
+func commandOf(name string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(name, "-", " "), "_", "-")
+}
+
+// normalize spells a name the one way lookups compare it: without a
+// "kubectl-" prefix, with "-" for "_" and for the spaces of a command.
+func normalize(name string) string {
+	name = strings.TrimPrefix(strings.TrimSpace(name), "kubectl-")
+	return strings.NewReplacer("_", "-", " ", "-").Replace(name)
+}
+
+// toolNamePattern is what MCP clients accept as a tool name.
+var toolNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// toolName returns the MCP tool name for a plugin name, or "".
+func toolName(name string) string {
+	t := "plugin_" + strings.ReplaceAll(name, "-", "_")
+	if name == "" || !toolNamePattern.MatchString(t) {
+		return ""
+	}
+	return t
+}

@@ -1,0 +1,178 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
+)
+
+// PluginInfo is a plugin as agents and operators see it: what discovery
+// found, what policy says, and how it has been used. JSON field names follow
+// the proposal's PluginInfo.
+type PluginInfo struct {
+	*discovery.Plugin
+	LastUsed       *time.Time `json:"last_used"`
+	ExecutionCount int        `json:"execution_count"`
+	Destructive    bool       `json:"destructive"`
+	Allowed        bool       `json:"allowed"`
+	PolicyReason   string     `json:"policy_reason"`
+	PolicyRule     string     `json:"policy_rule"`
+}
+
+// Options are what a Runtime needs besides its configuration.
+type Options struct {
+	Logger hclog.Logger
+	// PathEnv is the PATH searched first, as kubectl searches it.
+	PathEnv string
+	// KrewRoot is $KREW_ROOT; "" means ~/.krew.
+	KrewRoot string
+	// CacheFile keeps plugin hashes and help across restarts; "" disables it.
+	CacheFile string
+}
+
+// DefaultCacheFile is where the plugin cache lives unless told otherwise.
+func DefaultCacheFile() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "kubernetes-mcp-server", "plugins-cache.json")
+}
+
+// Runtime knows the plugins, decides what may run and (with a later issue)
+// runs them.
+type Runtime struct {
+	cfg       *config.Config
+	log       hclog.Logger
+	policy    *policy.Policy
+	backend   sandbox.Backend
+	discovery *discovery.Manager
+
+	mu    sync.Mutex
+	stats map[string]*usage
+}
+
+type usage struct {
+	lastUsed time.Time
+	count    int
+}
+
+// New builds a Runtime from a loaded configuration. It runs nothing yet.
+func New(cfg *config.Config, opts Options) (*Runtime, error) {
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	pol, err := policy.New(policy.Rules{
+		Allowed:        cfg.Plugins.AllowedPlugins,
+		Blocked:        cfg.Plugins.BlockedPlugins,
+		AllowAny:       cfg.Plugins.AllowAnyPlugin,
+		ClusterPlugins: cfg.Plugins.ClusterPlugins,
+		Destructive:    cfg.Plugins.DestructivePatterns,
+		ReadOnly:       cfg.Plugins.ReadOnly,
+		Pins:           cfg.Plugins.Pins,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plugin policy: %w", err)
+	}
+	backend, err := selectBackend(cfg.Sandbox.Backend)
+	if err != nil {
+		return nil, err
+	}
+	if backend != nil && backend.Name() == "none" {
+		log.Warn(`sandbox backend is "none": plugins run as plain processes with this server's own rights, files and network`)
+	}
+	r := &Runtime{cfg: cfg, log: log, policy: pol, backend: backend, stats: map[string]*usage{}}
+	r.discovery = discovery.NewManager(discovery.Options{
+		Dirs:      discovery.SearchDirs(opts.PathEnv, cfg.Plugins.PluginPaths, opts.KrewRoot),
+		Backend:   backend,
+		CacheFile: opts.CacheFile,
+		Logger:    log.Named("discovery"),
+	})
+	return r, nil
+}
+
+// selectBackend picks the sandbox backend the configuration asks for.
+func selectBackend(name string) (sandbox.Backend, error) {
+	switch name {
+	case "none":
+		return sandbox.None{}, nil
+	case "auto":
+		return nil, nil // no sandbox backend exists yet
+	default:
+		return nil, fmt.Errorf("sandbox backend %q is not available", name)
+	}
+}
+
+// Backend names the sandbox backend plugins run in, or "" when none is available.
+func (r *Runtime) Backend() string {
+	if r.backend == nil {
+		return ""
+	}
+	return r.backend.Name()
+}
+
+// Discover finds the plugins again and returns what changed.
+func (r *Runtime) Discover(ctx context.Context) ([]discovery.Event, error) {
+	return r.discovery.Refresh(ctx)
+}
+
+// Subscribe calls f with every change discovery finds.
+func (r *Runtime) Subscribe(f func([]discovery.Event)) { r.discovery.Subscribe(f) }
+
+// RunDiscovery refreshes every refresh_interval while auto_discovery is on,
+// until ctx ends.
+func (r *Runtime) RunDiscovery(ctx context.Context) {
+	if r.cfg.Plugins.AutoDiscovery {
+		r.discovery.Run(ctx, r.cfg.Plugins.RefreshInterval)
+	}
+}
+
+// Plugins lists every discovered plugin with its policy decision.
+func (r *Runtime) Plugins() []PluginInfo {
+	plugins := r.discovery.List()
+	out := make([]PluginInfo, len(plugins))
+	for i, p := range plugins {
+		out[i] = r.info(p)
+	}
+	return out
+}
+
+// Plugin finds one plugin by any spelling of its name.
+func (r *Runtime) Plugin(name string) (PluginInfo, error) {
+	p, err := r.discovery.Get(name)
+	if err != nil {
+		return PluginInfo{}, err
+	}
+	return r.info(p), nil
+}
+
+// Warnings are what the last discovery noticed.
+func (r *Runtime) Warnings() []discovery.Warning { return r.discovery.Warnings() }
+
+// Decide says whether a plugin may run on a cluster ("" for any).
+func (r *Runtime) Decide(p *discovery.Plugin, cluster string) policy.Decision {
+	return r.policy.Decide(policy.Plugin{Name: p.Name, SHA256: p.SHA256}, cluster)
+}
+
+func (r *Runtime) info(p *discovery.Plugin) PluginInfo {
+	d := r.Decide(p, "")
+	info := PluginInfo{Plugin: p, Destructive: d.Destructive, Allowed: d.Allowed, PolicyReason: d.Reason, PolicyRule: d.Rule}
+	r.mu.Lock()
+	if u := r.stats[p.Name]; u != nil {
+		t := u.lastUsed
+		info.LastUsed, info.ExecutionCount = &t, u.count
+	}
+	r.mu.Unlock()
+	return info
+}
