@@ -78,6 +78,9 @@ func Load(opts Options) (*Registry, error) {
 	return r, nil
 }
 
+// Empty returns a registry with no cluster.
+func Empty() *Registry { return &Registry{clusters: map[string]*Cluster{}} }
+
 // Names lists the clusters in order.
 func (r *Registry) Names() []string {
 	names := make([]string, 0, len(r.clusters))

@@ -42,8 +42,10 @@ type Plugins struct {
 	AllowAnyPlugin   bool
 	ExecutionTimeout time.Duration
 	MaxConcurrent    int
-	PluginPaths      []string
-	KubectlPath      string
+	// MaxOutput caps stdout and stderr of one call, each, in bytes.
+	MaxOutput   int
+	PluginPaths []string
+	KubectlPath string
 	// DestructivePatterns are globs of plugin names that change or remove
 	// things. An empty list set on purpose stays non-nil: policy reads nil
 	// as "use the default list".
@@ -73,7 +75,8 @@ type Sandbox struct {
 
 // Server is the [server] table.
 type Server struct {
-	Port int
+	Port        int
+	BindAddress string
 }
 
 // Log is the [log] table.

@@ -63,6 +63,8 @@ var settings = []*setting{
 		usage: "Time limit of one plugin call", ptr: func(c *Config) any { return &c.Plugins.ExecutionTimeout }, check: positiveDuration},
 	{key: "plugins.max_concurrent", kind: kindInt, def: "3", env: "PLUGINS_MAX_CONCURRENT",
 		ptr: func(c *Config) any { return &c.Plugins.MaxConcurrent }, check: atLeast(1)},
+	{key: "plugins.max_output", kind: kindInt, def: "1048576", env: "PLUGINS_MAX_OUTPUT",
+		ptr: func(c *Config) any { return &c.Plugins.MaxOutput }, check: atLeast(1024)},
 	{key: "plugins.plugin_paths", kind: kindPaths, def: "/usr/local/bin,~/.krew/bin,~/go/bin",
 		ptr: func(c *Config) any { return &c.Plugins.PluginPaths }},
 	{key: "plugins.kubectl_path", kind: kindPath, def: "kubectl",
@@ -91,6 +93,9 @@ var settings = []*setting{
 
 	{key: "server.port", kind: kindInt, def: "0", flag: "port",
 		usage: "Serve MCP over HTTP on this port; 0 serves stdio", ptr: func(c *Config) any { return &c.Server.Port }, check: port},
+
+	{key: "server.bind_address", kind: kindString, def: "127.0.0.1", flag: "bind-address",
+		usage: "Address the HTTP transports listen on", ptr: func(c *Config) any { return &c.Server.BindAddress }},
 
 	{key: "log.level", kind: kindString, def: "info", flag: "log-level",
 		usage: "Log level: trace, debug, info, warn or error", ptr: func(c *Config) any { return &c.Log.Level },

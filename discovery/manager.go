@@ -245,6 +245,7 @@ func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugi
 		Args:   []string{"--help"},
 		// Help needs no cluster: an empty kubeconfig keeps it from reaching one.
 		Env:    []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "KUBECONFIG=/dev/null", "LANG=C.UTF-8"},
+		Dir:    home,
 		Stdout: out,
 		Stderr: out,
 	})

@@ -1,8 +1,11 @@
 package discovery
 
 import (
+	"fmt"
+	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/helpparse"
@@ -113,4 +116,21 @@ func toolName(name string) string {
 		return ""
 	}
 	return t
+}
+
+// Verify checks that the plugin's file is still the one discovery saw, so a
+// file swapped after discovery (and after policy read its digest) never runs.
+func (p *Plugin) Verify() error {
+	info, err := os.Stat(p.ResolvedPath)
+	if err != nil {
+		return fmt.Errorf("plugin %s: %w", p.Name, err)
+	}
+	now := identity{Path: p.ResolvedPath, Size: info.Size(), ModTime: info.ModTime().UnixNano()}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		now.Inode = st.Ino
+	}
+	if now != p.identity {
+		return fmt.Errorf("plugin %s changed on disk since it was discovered; run plugins_discover to check it again", p.Name)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
@@ -23,10 +24,13 @@ type PluginInfo struct {
 	*discovery.Plugin
 	LastUsed       *time.Time `json:"last_used"`
 	ExecutionCount int        `json:"execution_count"`
-	Destructive    bool       `json:"destructive"`
-	Allowed        bool       `json:"allowed"`
-	PolicyReason   string     `json:"policy_reason"`
-	PolicyRule     string     `json:"policy_rule"`
+	FailureCount   int        `json:"failure_count"`
+	// TotalDurationMS is the time all its calls took together.
+	TotalDurationMS int64  `json:"total_duration_ms"`
+	Destructive     bool   `json:"destructive"`
+	Allowed         bool   `json:"allowed"`
+	PolicyReason    string `json:"policy_reason"`
+	PolicyRule      string `json:"policy_rule"`
 }
 
 // Options are what a Runtime needs besides its configuration.
@@ -38,6 +42,8 @@ type Options struct {
 	KrewRoot string
 	// CacheFile keeps plugin hashes and help across restarts; "" disables it.
 	CacheFile string
+	// Clusters are the clusters calls may target; nil means none.
+	Clusters *clusters.Registry
 }
 
 // DefaultCacheFile is where the plugin cache lives unless told otherwise.
@@ -57,6 +63,10 @@ type Runtime struct {
 	policy    *policy.Policy
 	backend   sandbox.Backend
 	discovery *discovery.Manager
+	clusters  *clusters.Registry
+	limiter   *limiter
+	// pathEnv is the PATH plugins get, so script plugins find kubectl.
+	pathEnv string
 
 	mu    sync.Mutex
 	stats map[string]*usage
@@ -65,6 +75,8 @@ type Runtime struct {
 type usage struct {
 	lastUsed time.Time
 	count    int
+	failures int
+	total    time.Duration
 }
 
 // New builds a Runtime from a loaded configuration. It runs nothing yet.
@@ -92,7 +104,12 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if backend != nil && backend.Name() == "none" {
 		log.Warn(`sandbox backend is "none": plugins run as plain processes with this server's own rights, files and network`)
 	}
-	r := &Runtime{cfg: cfg, log: log, policy: pol, backend: backend, stats: map[string]*usage{}}
+	reg := opts.Clusters
+	if reg == nil {
+		reg = clusters.Empty()
+	}
+	r := &Runtime{cfg: cfg, log: log, policy: pol, backend: backend, stats: map[string]*usage{},
+		clusters: reg, limiter: newLimiter(cfg.Plugins.MaxConcurrent), pathEnv: pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv)}
 	r.discovery = discovery.NewManager(discovery.Options{
 		Dirs:      discovery.SearchDirs(opts.PathEnv, cfg.Plugins.PluginPaths, opts.KrewRoot),
 		Backend:   backend,
@@ -100,6 +117,18 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 		Logger:    log.Named("discovery"),
 	})
 	return r, nil
+}
+
+// pluginPath is the PATH a plugin runs with: the server's, after the folder
+// of kubectl_path when that is a path, so plugins that call kubectl find it.
+func pluginPath(kubectl, pathEnv string) string {
+	if pathEnv == "" {
+		pathEnv = "/usr/local/bin:/usr/bin:/bin"
+	}
+	if filepath.IsAbs(kubectl) {
+		return filepath.Dir(kubectl) + string(filepath.ListSeparator) + pathEnv
+	}
+	return pathEnv
 }
 
 // selectBackend picks the sandbox backend the configuration asks for.
@@ -157,6 +186,12 @@ func (r *Runtime) Plugin(name string) (PluginInfo, error) {
 	return r.info(p), nil
 }
 
+// Clusters names the clusters calls may target.
+func (r *Runtime) Clusters() []string { return r.clusters.Names() }
+
+// DefaultCluster is the cluster of calls that name none, or "".
+func (r *Runtime) DefaultCluster() string { return r.clusters.Default() }
+
 // Warnings are what the last discovery noticed.
 func (r *Runtime) Warnings() []discovery.Warning { return r.discovery.Warnings() }
 
@@ -171,7 +206,8 @@ func (r *Runtime) info(p *discovery.Plugin) PluginInfo {
 	r.mu.Lock()
 	if u := r.stats[p.Name]; u != nil {
 		t := u.lastUsed
-		info.LastUsed, info.ExecutionCount = &t, u.count
+		info.LastUsed, info.ExecutionCount, info.FailureCount = &t, u.count, u.failures
+		info.TotalDurationMS = u.total.Milliseconds()
 	}
 	r.mu.Unlock()
 	return info

@@ -28,6 +28,11 @@ func (None) Run(ctx context.Context, spec Spec) (Result, error) {
 	if cmd.Env == nil {
 		cmd.Env = []string{} // nil would mean the server's own environment
 	}
+	// Never the server's own working directory, which a plugin could litter.
+	cmd.Dir = spec.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A process that escaped the group could hold the output pipes open; do

@@ -109,3 +109,20 @@ func alive(pid int) bool {
 	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
 	return len(fields) > 0 && fields[0] != "Z"
 }
+
+func TestNoneRunsInItsOwnDirectory(t *testing.T) {
+	plugin := script(t, "pwd; touch litter")
+	dir := t.TempDir()
+	var out LimitedBuffer
+	out.Limit = 1024
+	if _, err := (None{}).Run(context.Background(), Spec{Plugin: plugin, Dir: dir, Stdout: &out, Env: []string{"PATH=/usr/bin:/bin"}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out.String()) != dir {
+		t.Errorf("ran in %q, want %q", out.String(), dir)
+	}
+	if _, err := os.Stat("litter"); err == nil {
+		os.Remove("litter")
+		t.Error("the plugin wrote into the server's working directory")
+	}
+}

@@ -27,6 +27,8 @@ type Spec struct {
 	Args []string
 	// Env is the whole environment of the plugin, as KEY=VALUE.
 	Env []string
+	// Dir is the plugin's working directory, a folder of its own; "" means "/".
+	Dir string
 	// Stdout and Stderr receive the plugin's output; nil discards it.
 	Stdout, Stderr io.Writer
 }

@@ -1,0 +1,63 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Call is one plugin run an agent asked for.
+type Call struct {
+	// Plugin is the plugin's name, in any spelling (get_all, get-all).
+	Plugin string
+	// Args are the plugin's arguments, passed as argv: no shell reads them.
+	Args []string
+	// Cluster is the target cluster; "" means the default cluster.
+	Cluster string
+	// Progress, when set, is called about once a second while the plugin
+	// runs, with the time it has run so far.
+	Progress func(elapsed time.Duration)
+}
+
+// Status says in one word how a call ended.
+type Status string
+
+const (
+	StatusOK        Status = "ok"        // exit code 0
+	StatusFailed    Status = "failed"    // a non-zero exit code
+	StatusTimeout   Status = "timeout"   // execution_timeout ended it
+	StatusCancelled Status = "cancelled" // the caller cancelled it
+	StatusKilled    Status = "killed"    // a signal ended it
+)
+
+// Result is one call's structured result: the proposal's PluginResult and
+// what an agent needs to reason about the run.
+type Result struct {
+	CallID    string    `json:"call_id"`
+	Plugin    string    `json:"plugin"`
+	Cluster   string    `json:"cluster"`
+	Output    string    `json:"output"`
+	Error     string    `json:"error"`
+	ExitCode  int       `json:"exit_code"`
+	Timestamp time.Time `json:"timestamp"`
+	// Duration is in nanoseconds, as the proposal's PluginResult has it.
+	Duration   time.Duration `json:"duration"`
+	DurationMS int64         `json:"duration_ms"`
+	// Sandbox names the backend that ran the plugin; "none" means no sandbox.
+	Sandbox   string `json:"sandbox"`
+	Truncated bool   `json:"truncated"`
+	Status    Status `json:"status"`
+	// Message says in words why a call did not end with status ok.
+	Message string `json:"message,omitempty"`
+}
+
+// ErrRefused wraps every reason a call was refused before anything ran:
+// unknown plugin or cluster, policy, forbidden arguments, no sandbox.
+var ErrRefused = errors.New("call refused")
+
+// Execute runs one call in a fresh sandbox. A refusal returns an error that
+// wraps ErrRefused and runs nothing; a run that fails, times out or is
+// cancelled returns a Result that says so.
+func (r *Runtime) Execute(ctx context.Context, call Call) (*Result, error) {
+	return r.execute(ctx, call)
+}
