@@ -10,9 +10,10 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/kubernetes-mcp-server
 
-# Builds, then serves with embedded defaults (pass flags with ARGS="...").
+# Builds, then serves MCP over HTTP on 127.0.0.1:8080 with embedded defaults
+# (pass more flags with ARGS="...").
 run: build
-	./$(BIN) $(ARGS)
+	./$(BIN) --port 8080 $(ARGS)
 
 # Installs what the tests need (Debian packages, a cached kube-apiserver).
 test-deps:

@@ -159,13 +159,13 @@ func TestBadConfigurationExitsNamingTheKey(t *testing.T) {
 	}
 }
 
-// The server finds the real test clusters, reports them and stops cleanly
-// on SIGTERM.
+// The server finds the real test clusters, reports them, serves, and stops
+// cleanly on SIGTERM.
 func TestServeReportsClustersAndStopsOnSignal(t *testing.T) {
 	env := testenv.TestClusters(t)
 	file := writeFile(t, fmt.Sprintf("[nsk]\nkubeconfig_dir = %q\ndefault_cluster = \"beta\"\n", env.KubeconfigDir))
-	cmd := exec.Command(binary, "--config", file)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	cmd := exec.Command(binary, "--config", file, "--port", fmt.Sprint(freePort(t)))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "XDG_CACHE_HOME=" + t.TempDir()}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +200,7 @@ func TestServeReportsClustersAndStopsOnSignal(t *testing.T) {
 					}
 				}
 			}
-			if strings.Contains(line, "waiting for SIGINT or SIGTERM") {
+			if strings.Contains(line, "MCP server listening") {
 				found["waiting"] = true
 			}
 		case <-timeout:

@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -12,6 +15,8 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/mcpserver"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
 // execute runs the command line and returns the process's exit code.
@@ -79,8 +84,11 @@ func loadClusters(cfg *config.Config) (*clusters.Registry, error) {
 	return reg, nil
 }
 
-// serve starts the server. Until the MCP front end lands it reports what it
-// would serve and waits for SIGINT or SIGTERM.
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// serve loads everything, discovers the plugins and serves MCP: over stdio,
+// or over HTTP (streamable HTTP at /mcp, SSE at /sse) with --port.
 func serve(cmd *cobra.Command) error {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
@@ -94,21 +102,60 @@ func serve(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.WriteTOML(cmd.ErrOrStderr()); err != nil {
-		return err
+	if len(reg.Names()) == 0 {
+		log.Warn("no clusters configured: set clusters.kubeconfig_dir or --kubeconfig; plugins run without a cluster")
 	}
-	names := reg.Names()
-	if len(names) == 0 {
-		log.Warn("no clusters configured: set clusters.kubeconfig_dir or --kubeconfig")
-	}
-	for _, name := range names {
+	for _, name := range reg.Names() {
 		c, _ := reg.Get(name)
 		log.Info("cluster", "name", name, "server", c.Server, "source", c.Source, "default", name == reg.Default())
 	}
+	rt, err := runtime.New(cfg, runtime.Options{
+		Logger:    log,
+		PathEnv:   os.Getenv("PATH"),
+		KrewRoot:  os.Getenv("KREW_ROOT"),
+		CacheFile: runtime.DefaultCacheFile(),
+		Clusters:  reg,
+	})
+	if err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	if rt.Backend() == "" {
+		log.Warn(`no sandbox backend is available: plugins are listed but cannot run; set [sandbox] backend = "none" to run them without a sandbox`)
+	}
+
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Info("configuration loaded; MCP serving is not built yet, waiting for SIGINT or SIGTERM")
-	<-ctx.Done()
+	if cfg.Plugins.Enabled {
+		if _, err := rt.Discover(ctx); err != nil {
+			return fmt.Errorf("discover plugins: %w", err)
+		}
+		go rt.RunDiscovery(ctx)
+	} else {
+		log.Warn("plugins are disabled (plugins.enabled = false): only the management tools are served")
+	}
+	srv, err := mcpserver.New(mcpserver.Options{
+		Runtime:        rt,
+		Logger:         log.Named("mcp"),
+		Clusters:       reg.Names(),
+		DefaultCluster: reg.Default(),
+		Version:        version,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("serving tools", "count", len(srv.Tools()), "tools", strings.Join(srv.Tools(), ","))
+	if cfg.Server.Port == 0 {
+		log.Info("serving MCP over stdio")
+		err = srv.ServeStdio(ctx, cmd.InOrStdin(), cmd.OutOrStdout())
+	} else {
+		addr := net.JoinHostPort(cfg.Server.BindAddress, strconv.Itoa(cfg.Server.Port))
+		fmt.Fprintf(cmd.ErrOrStderr(), "MCP server listening:\n  streamable HTTP  http://%s/mcp\n  SSE              http://%s/sse\n  health           http://%s/health\ntools (%d): %s\n",
+			addr, addr, addr, len(srv.Tools()), strings.Join(srv.Tools(), ", "))
+		err = srv.ServeHTTP(ctx, addr)
+	}
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
 	log.Info("shutting down")
 	return nil
 }

@@ -1,0 +1,38 @@
+package mcpserver
+
+import "net/http"
+
+// Health is what /health and /healthz answer.
+type Health struct {
+	Status         string   `json:"status"`
+	Version        string   `json:"version"`
+	Plugins        int      `json:"plugins"`
+	Tools          int      `json:"tools"`
+	Sandbox        string   `json:"sandbox"`
+	Clusters       []string `json:"clusters"`
+	DefaultCluster string   `json:"default_cluster"`
+}
+
+// Health reports the server's state: its plugins, tools, sandbox backend
+// ("unavailable" when plugins cannot run) and clusters.
+func (s *Server) Health() Health {
+	return Health{
+		Status:         "ok",
+		Version:        s.version,
+		Plugins:        len(s.rt.Plugins()),
+		Tools:          len(s.Tools()),
+		Sandbox:        s.sandboxName(),
+		Clusters:       s.clusters,
+		DefaultCluster: s.defaultCluster,
+	}
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET"})
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, s.Health())
+}

@@ -1,0 +1,210 @@
+package mcpserver
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
+)
+
+// Name is the server's name in the MCP handshake.
+const Name = "kubernetes-mcp-server"
+
+// Options are what a Server needs.
+type Options struct {
+	Runtime *runtime.Runtime
+	Logger  hclog.Logger
+	// Clusters are the clusters' names, for tool descriptions and /health.
+	// Nil means the runtime's own list.
+	Clusters []string
+	// DefaultCluster is the cluster a call without one goes to. It is only
+	// read when Clusters is set; otherwise the runtime's default is used.
+	DefaultCluster string
+	Version        string
+}
+
+// Server is the MCP front end of one runtime: the plugins_* management
+// tools and one plugin_* tool per allowed plugin.
+type Server struct {
+	rt             *runtime.Runtime
+	log            hclog.Logger
+	mcp            *server.MCPServer
+	clusters       []string
+	defaultCluster string
+	version        string
+
+	syncMu sync.Mutex        // one SyncTools at a time
+	mu     sync.Mutex        // guards the fields below
+	tools  map[string][]byte // tool name -> its definition as served, to tell changes
+	owners map[string]string // plugin_* tool name -> the plugin it runs
+}
+
+// New builds a Server, registers its tools and follows the runtime's
+// discoveries. It serves nothing until ServeStdio or ServeHTTP.
+func New(opts Options) (*Server, error) {
+	if opts.Runtime == nil {
+		return nil, errors.New("mcpserver: Options.Runtime is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	version := opts.Version
+	if version == "" {
+		version = "dev"
+	}
+	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string][]byte{}}
+	if opts.Clusters != nil {
+		s.clusters, s.defaultCluster = append([]string(nil), opts.Clusters...), opts.DefaultCluster
+	} else {
+		s.clusters, s.defaultCluster = opts.Runtime.Clusters(), opts.Runtime.DefaultCluster()
+	}
+	if s.clusters == nil {
+		s.clusters = []string{}
+	}
+	s.mcp = server.NewMCPServer(Name, version,
+		server.WithToolCapabilities(true),
+		server.WithRecovery(),
+		server.WithOutputSchemaValidation(),
+		server.WithInstructions(s.instructions()),
+		server.WithTitle("Kubernetes MCP server: kubectl plugins"),
+	)
+	s.SyncTools()
+	opts.Runtime.Subscribe(func([]discovery.Event) { s.SyncTools() })
+	return s, nil
+}
+
+// MCPServer is the underlying mcp-go server, for transports and tests this
+// package does not provide.
+func (s *Server) MCPServer() *server.MCPServer { return s.mcp }
+
+// Tools returns the names of the tools served now, sorted.
+func (s *Server) Tools() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.tools))
+	for name := range s.tools {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// SyncTools rebuilds the plugin_* tools from the runtime's plugins. When the
+// set of tools or any definition changed, every connected client gets
+// notifications/tools/list_changed.
+func (s *Server) SyncTools() {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+
+	pluginTools, owners := s.pluginTools()
+	all := append(s.managementTools(), pluginTools...)
+	defs := make(map[string][]byte, len(all))
+	for _, t := range all {
+		b, err := json.Marshal(t.Tool)
+		if err != nil {
+			// A definition mcp-go cannot serve would break tools/list for
+			// every client; leave that one tool out instead.
+			s.log.Error("tool left out: its definition does not encode", "tool", t.Tool.Name, "error", err)
+			continue
+		}
+		defs[t.Tool.Name] = b
+	}
+	kept := all[:0]
+	for _, t := range all {
+		if _, ok := defs[t.Tool.Name]; ok {
+			kept = append(kept, t)
+		}
+	}
+
+	s.mu.Lock()
+	s.owners = owners
+	changed := len(defs) != len(s.tools)
+	for name, b := range defs {
+		if old, ok := s.tools[name]; !ok || !bytes.Equal(old, b) {
+			changed = true
+		}
+	}
+	var added, removed []string
+	if changed {
+		for name := range defs {
+			if _, ok := s.tools[name]; !ok {
+				added = append(added, name)
+			}
+		}
+		for name := range s.tools {
+			if _, ok := defs[name]; !ok {
+				removed = append(removed, name)
+			}
+		}
+		s.tools = defs
+	}
+	s.mu.Unlock()
+	if !changed {
+		return
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	// SetTools replaces the whole set at once and sends one list_changed.
+	s.mcp.SetTools(kept...)
+	s.log.Info("tools updated", "tools", len(defs), "added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
+}
+
+// clusterText says which clusters a call can target, for descriptions.
+func (s *Server) clusterText() string {
+	switch {
+	case len(s.clusters) == 0:
+		return "No clusters are configured: leave cluster empty; the plugin then gets an empty kubeconfig and cannot reach any cluster."
+	case s.defaultCluster != "":
+		return fmt.Sprintf("Clusters: %s. Without cluster the call goes to the default cluster, %s.", strings.Join(s.clusters, ", "), s.defaultCluster)
+	default:
+		return fmt.Sprintf("Clusters: %s. There is no default cluster: name one in every call.", strings.Join(s.clusters, ", "))
+	}
+}
+
+// sandboxText says how plugins run, for descriptions and results.
+func (s *Server) sandboxText() string {
+	switch b := s.rt.Backend(); b {
+	case "":
+		return "No sandbox backend is available, so plugins are listed but cannot run until the operator configures one."
+	case "none":
+		return `Plugins run WITHOUT a sandbox here (backend "none"): as plain processes with this server's own rights, files and network.`
+	default:
+		return fmt.Sprintf("Every call runs in a fresh %s sandbox.", b)
+	}
+}
+
+func (s *Server) instructions() string {
+	return strings.Join([]string{
+		"This server runs kubectl plugins for you, one call per plugin run, with the plugin's output, exit code and status as the result.",
+		"Start with plugins_list to see which plugins exist and which policy allows; each allowed plugin also has its own tool, plugin_<name>, whose parameters are the plugin's flags.",
+		"Use plugins_info for one plugin's flags, and plugins_execute to run any allowed plugin with raw arguments.",
+		"Plugin names may be written get_all or get-all, with or without the kubectl- prefix.",
+		s.clusterText(),
+		s.sandboxText(),
+	}, " ")
+}
+
+// boolPtr is for annotations.
+func boolPtr(b bool) *bool { return &b }
+
+// annotations builds a tool's annotations; every tool has a title.
+func annotations(title string, readOnly, destructive, idempotent, openWorld bool) mcp.ToolAnnotation {
+	return mcp.ToolAnnotation{
+		Title:           title,
+		ReadOnlyHint:    boolPtr(readOnly),
+		DestructiveHint: boolPtr(destructive),
+		IdempotentHint:  boolPtr(idempotent),
+		OpenWorldHint:   boolPtr(openWorld),
+	}
+}
