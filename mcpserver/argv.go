@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/helpparse"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
 // Limits on what one tool call may hand a plugin. Linux refuses a single
@@ -33,15 +34,16 @@ const (
 // accept as an input property name.
 var propertyNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
 
-// clusterFlagNames are kubectl's flags that choose a cluster, an identity or
-// a credential. The runtime refuses them in any call (the cluster is chosen
-// by the cluster parameter only), so a plugin_* tool does not offer them.
-var clusterFlagNames = map[string]bool{
-	"kubeconfig": true, "server": true, "token": true, "as": true, "as-group": true, "as-uid": true,
-	"user": true, "cluster": true, "context": true, "certificate-authority": true,
-	"client-certificate": true, "client-key": true, "insecure-skip-tls-verify": true,
-	"username": true, "password": true,
-}
+// clusterFlagNames are the flags the runtime refuses in any call (the
+// cluster is chosen by the cluster parameter only), so a plugin_* tool does
+// not offer them.
+var clusterFlagNames = func() map[string]bool {
+	names := map[string]bool{}
+	for _, f := range runtime.ClusterFlags() {
+		names[f] = true
+	}
+	return names
+}()
 
 // shortOnly reports whether a parameter has no long name: helpparse then
 // sets Name to the letter.

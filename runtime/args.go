@@ -15,6 +15,10 @@ var clusterFlags = []string{
 	"username", "password",
 }
 
+// ClusterFlags returns the long flags (without dashes) that no call may
+// pass, so front ends can leave them out of what they offer.
+func ClusterFlags() []string { return append([]string(nil), clusterFlags...) }
+
 // checkArgs refuses arguments that would redirect cluster access or that no
 // plugin can receive.
 func checkArgs(args []string) error {

@@ -7,11 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -265,7 +263,7 @@ func TestExecuteCancellation(t *testing.T) {
 	case <-time.After(time.Second):
 		t.Fatal("Execute did not return within a second of the cancellation")
 	}
-	for alive(child) {
+	for testenv.ProcessAlive(child) {
 		if time.Since(cancelled) > time.Second {
 			t.Fatalf("process %d still runs a second after the cancellation", child)
 		}
@@ -292,27 +290,9 @@ func TestExecuteConcurrencyLimit(t *testing.T) {
 	}
 	wg.Wait()
 	data, _ := os.ReadFile(logFile)
-	type event struct {
-		at    int64
-		delta int
-	}
-	var events []event
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var kind string
-		var at int64
-		fmt.Sscanf(line, "%s %d", &kind, &at)
-		events = append(events, event{at, map[string]int{"start": 1, "end": -1}[kind]})
-	}
-	if len(events) != 8 {
-		t.Fatalf("log:\n%s", data)
-	}
-	sort.Slice(events, func(i, j int) bool {
-		return events[i].at < events[j].at || events[i].at == events[j].at && events[i].delta < events[j].delta
-	})
-	running, most := 0, 0
-	for _, e := range events {
-		running += e.delta
-		most = max(most, running)
+	most, runs, err := testenv.MaxOverlap(string(data))
+	if err != nil || runs != 4 {
+		t.Fatalf("%d runs, %v:\n%s", runs, err, data)
 	}
 	if most != 2 {
 		t.Errorf("at most %d calls overlapped, want exactly 2 (max_concurrent)", most)
@@ -356,16 +336,4 @@ func TestLimiterServesInOrder(t *testing.T) {
 	if fmt.Sprint(order) != "[0 1 2 3 4]" {
 		t.Errorf("served in order %v", order)
 	}
-}
-
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	return len(fields) > 0 && fields[0] != "Z"
 }

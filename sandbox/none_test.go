@@ -2,14 +2,14 @@ package sandbox
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
 func script(t *testing.T, body string) string {
@@ -76,7 +76,7 @@ func TestNoneCancellationKillsTheProcessGroup(t *testing.T) {
 		t.Fatal("Run did not return within 2s of the cancellation")
 	}
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if !alive(child) {
+		if !testenv.ProcessAlive(child) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -93,36 +93,5 @@ func TestLimitedBuffer(t *testing.T) {
 	b.Write([]byte("h"))
 	if b.String() != "abcd" || b.Truncated() != 4 || full != 1 {
 		t.Fatalf("kept %q, truncated %d, OnFull called %d times", b.String(), b.Truncated(), full)
-	}
-}
-
-// alive reports whether a process runs. A zombie does not: it is dead and
-// only waits for a parent (here, possibly a PID 1 that never reaps) to reap it.
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) == syscall.ESRCH {
-		return false
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	return len(fields) > 0 && fields[0] != "Z"
-}
-
-func TestNoneRunsInItsOwnDirectory(t *testing.T) {
-	plugin := script(t, "pwd; touch litter")
-	dir := t.TempDir()
-	var out LimitedBuffer
-	out.Limit = 1024
-	if _, err := (None{}).Run(context.Background(), Spec{Plugin: plugin, Dir: dir, Stdout: &out, Env: []string{"PATH=/usr/bin:/bin"}}); err != nil {
-		t.Fatal(err)
-	}
-	if strings.TrimSpace(out.String()) != dir {
-		t.Errorf("ran in %q, want %q", out.String(), dir)
-	}
-	if _, err := os.Stat("litter"); err == nil {
-		os.Remove("litter")
-		t.Error("the plugin wrote into the server's working directory")
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -392,7 +391,7 @@ func TestE2EConcurrencyAndCancellation(t *testing.T) {
 	cancel()
 	<-done
 	cancelled := time.Now()
-	for processAlive(pid) {
+	for testenv.ProcessAlive(pid) {
 		if time.Since(cancelled) > time.Second {
 			t.Fatalf("the cancelled call's process %d still runs after a second", pid)
 		}
@@ -527,43 +526,13 @@ func waitForPID(t *testing.T, file string) int {
 }
 
 func maxOverlap(t *testing.T, log string) int {
+	t.Helper()
 	data, _ := os.ReadFile(log)
-	type event struct {
-		at    int64
-		delta int
-	}
-	var events []event
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var kind string
-		var at int64
-		fmt.Sscanf(line, "%s %d", &kind, &at)
-		events = append(events, event{at, map[string]int{"start": 1, "end": -1}[kind]})
-	}
-	if len(events) != 8 {
-		t.Fatalf("sleep log:\n%s", data)
-	}
-	sort.Slice(events, func(i, j int) bool {
-		return events[i].at < events[j].at || events[i].at == events[j].at && events[i].delta < events[j].delta
-	})
-	running, most := 0, 0
-	for _, e := range events {
-		running += e.delta
-		most = max(most, running)
+	most, runs, err := testenv.MaxOverlap(string(data))
+	if err != nil || runs != 4 {
+		t.Fatalf("%d runs, %v:\n%s", runs, err, data)
 	}
 	return most
-}
-
-// processAlive is false for a process that is gone or a zombie nobody reaped.
-func processAlive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	return len(fields) > 0 && fields[0] != "Z"
 }
 
 const deployment = `apiVersion: apps/v1
