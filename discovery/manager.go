@@ -3,7 +3,6 @@ package discovery
 import (
 	"context"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -235,17 +234,12 @@ func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugi
 	defer cancel()
 	out := sandbox.NewLimitedBuffer(m.opts.HelpOutputLimit)
 	out.OnFull = cancel // a flood need not run until the timeout
-	home, err := os.MkdirTemp("", "kmcp-help-")
-	if err != nil {
-		return helpparse.Help{}, fmt.Sprintf("help was not run: %v", err)
-	}
-	defer os.RemoveAll(home)
 	res, err := backend.Run(ctx, sandbox.Spec{
+		ID:     "help",
 		Plugin: p.ResolvedPath,
 		Args:   []string{"--help"},
-		// Help needs no cluster: an empty kubeconfig keeps it from reaching one.
-		Env:    []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "KUBECONFIG=/dev/null", "LANG=C.UTF-8"},
-		Dir:    home,
+		// No Kubeconfig: help needs no cluster and gets none.
+		Env:    []string{"LANG=C.UTF-8"},
 		Stdout: out,
 		Stderr: out,
 	})

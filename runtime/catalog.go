@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,8 +67,6 @@ type Runtime struct {
 	discovery *discovery.Manager
 	clusters  *clusters.Registry
 	limiter   *limiter
-	// pathEnv is the PATH plugins get, so script plugins find kubectl.
-	pathEnv string
 
 	mu    sync.Mutex
 	stats map[string]*usage
@@ -97,7 +97,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin policy: %w", err)
 	}
-	backend, err := selectBackend(cfg.Sandbox.Backend)
+	backend, err := selectBackend(cfg.Sandbox.Backend, pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv))
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 		reg = clusters.Empty()
 	}
 	r := &Runtime{cfg: cfg, log: log, policy: pol, backend: backend, stats: map[string]*usage{},
-		clusters: reg, limiter: newLimiter(cfg.Plugins.MaxConcurrent), pathEnv: pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv)}
+		clusters: reg, limiter: newLimiter(cfg.Plugins.MaxConcurrent)}
 	r.discovery = discovery.NewManager(discovery.Options{
 		Dirs:      discovery.SearchDirs(opts.PathEnv, cfg.Plugins.PluginPaths, opts.KrewRoot),
 		Backend:   backend,
@@ -119,23 +119,29 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	return r, nil
 }
 
-// pluginPath is the PATH a plugin runs with: the server's, after the folder
-// of kubectl_path when that is a path, so plugins that call kubectl find it.
+// pluginPath is the PATH a plugin runs with: the folder of kubectl_path
+// when that is a path, the server's PATH, then the standard folders, so
+// script plugins find kubectl and the usual tools.
 func pluginPath(kubectl, pathEnv string) string {
-	if pathEnv == "" {
-		pathEnv = "/usr/local/bin:/usr/bin:/bin"
-	}
+	dirs := filepath.SplitList(pathEnv)
 	if filepath.IsAbs(kubectl) {
-		return filepath.Dir(kubectl) + string(filepath.ListSeparator) + pathEnv
+		dirs = append([]string{filepath.Dir(kubectl)}, dirs...)
 	}
-	return pathEnv
+	dirs = append(dirs, "/usr/local/bin", "/usr/bin", "/bin")
+	var out []string
+	for _, d := range dirs {
+		if d != "" && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return strings.Join(out, string(filepath.ListSeparator))
 }
 
 // selectBackend picks the sandbox backend the configuration asks for.
-func selectBackend(name string) (sandbox.Backend, error) {
+func selectBackend(name, pathEnv string) (sandbox.Backend, error) {
 	switch name {
 	case "none":
-		return sandbox.None{}, nil
+		return sandbox.None{PathEnv: pathEnv}, nil
 	case "auto":
 		return nil, nil // no sandbox backend exists yet
 	default:

@@ -5,11 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
-
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
@@ -44,22 +40,6 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	}
 	log := r.log.With("call_id", res.CallID, "plugin", res.Plugin, "cluster", res.Cluster, "sandbox", res.Sandbox)
 
-	work, err := os.MkdirTemp("", "kmcp-call-")
-	if err != nil {
-		return nil, fmt.Errorf("prepare call %s: %w", res.CallID, err)
-	}
-	defer os.RemoveAll(work)
-	env := []string{"PATH=" + r.pathEnv, "HOME=" + work, "TMPDIR=" + work, "LANG=C.UTF-8"}
-	if cluster != nil {
-		kubeconfig := filepath.Join(work, "kubeconfig")
-		if err := clientcmd.WriteToFile(*cluster.Kubeconfig, kubeconfig); err != nil {
-			return nil, fmt.Errorf("prepare call %s: write kubeconfig: %w", res.CallID, err)
-		}
-		env = append(env, "KUBECONFIG="+kubeconfig)
-	} else {
-		env = append(env, "KUBECONFIG=/dev/null")
-	}
-
 	runCtx, cancel := context.WithTimeout(ctx, r.cfg.Plugins.ExecutionTimeout)
 	defer cancel()
 	if call.Progress != nil {
@@ -68,14 +48,18 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	}
 	stdout := sandbox.NewLimitedBuffer(r.cfg.Plugins.MaxOutput)
 	stderr := sandbox.NewLimitedBuffer(r.cfg.Plugins.MaxOutput)
-	run, runErr := r.backend.Run(runCtx, sandbox.Spec{
+	spec := sandbox.Spec{
+		ID:     res.CallID,
 		Plugin: plugin.ResolvedPath,
 		Args:   call.Args,
-		Env:    env,
-		Dir:    work,
+		Env:    []string{"LANG=C.UTF-8"},
 		Stdout: stdout,
 		Stderr: stderr,
-	})
+	}
+	if cluster != nil {
+		spec.Kubeconfig = cluster.Kubeconfig
+	}
+	run, runErr := r.backend.Run(runCtx, spec)
 	res.Duration = time.Since(res.Timestamp)
 	res.DurationMS = res.Duration.Milliseconds()
 	res.Output, res.Error, res.ExitCode = stdout.String(), stderr.String(), run.ExitCode

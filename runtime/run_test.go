@@ -276,7 +276,7 @@ func TestExecuteConcurrencyLimit(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "sleep.log")
 	// The plugin's environment is minimal, so a wrapper tells the sleeper where to log.
 	wrapper := filepath.Join(filepath.Dir(rt.discovery.List()[0].ResolvedPath), "kubectl-sleeplog")
-	os.WriteFile(wrapper, []byte("#!/bin/sh\nSLEEP_LOG="+logFile+" exec kubectl-sleeper 0.4\n"), 0o755)
+	os.WriteFile(wrapper, []byte("#!/bin/sh\n[ \"$1\" = --help ] && exit 0\nSLEEP_LOG="+logFile+" exec kubectl-sleeper 0.4\n"), 0o755)
 	rt.Discover(context.Background())
 	var wg sync.WaitGroup
 	for range 4 {

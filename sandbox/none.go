@@ -4,35 +4,53 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // None runs plugins as plain processes with the server's own rights. It
 // isolates nothing: it exists for operators who choose it explicitly with
 // [sandbox] backend = "none", and the server says so whenever it is used.
-type None struct{}
+type None struct {
+	// PathEnv is the PATH plugins get; a plain default when empty.
+	PathEnv string
+}
 
 // Name implements Backend.
 func (None) Name() string { return "none" }
 
 // Run implements Backend. The plugin gets exactly spec.Env and its own
 // process group, so a cancellation ends it and everything it started.
-func (None) Run(ctx context.Context, spec Spec) (Result, error) {
+func (n None) Run(ctx context.Context, spec Spec) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{ExitCode: -1, Stopped: true}, nil
 	}
+	// A folder of its own, as HOME and working directory: never the
+	// server's, which a plugin could litter.
+	work, err := os.MkdirTemp("", "kmcp-call-")
+	if err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("prepare %s: %w", spec.Plugin, err)
+	}
+	defer os.RemoveAll(work)
+	path := n.PathEnv
+	if path == "" {
+		path = "/usr/local/bin:/usr/bin:/bin"
+	}
+	kubeconfig := "/dev/null"
+	if spec.Kubeconfig != nil {
+		kubeconfig = filepath.Join(work, "kubeconfig")
+		if err := clientcmd.WriteToFile(*spec.Kubeconfig, kubeconfig); err != nil {
+			return Result{ExitCode: -1}, fmt.Errorf("prepare %s: write kubeconfig: %w", spec.Plugin, err)
+		}
+	}
 	cmd := exec.Command(spec.Plugin, spec.Args...)
-	cmd.Env = spec.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{} // nil would mean the server's own environment
-	}
-	// Never the server's own working directory, which a plugin could litter.
-	cmd.Dir = spec.Dir
-	if cmd.Dir == "" {
-		cmd.Dir = "/"
-	}
+	cmd.Env = append([]string{"PATH=" + path, "HOME=" + work, "TMPDIR=" + work, "KUBECONFIG=" + kubeconfig}, spec.Env...)
+	cmd.Dir = work
 	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A process that escaped the group could hold the output pipes open; do
@@ -54,7 +72,7 @@ func (None) Run(ctx context.Context, spec Spec) (Result, error) {
 			stopped <- false
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	close(done)
 	// The group may outlive its leader; end whatever is left of it.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)

@@ -29,7 +29,7 @@ func TestNoneRunsArgvWithExactlyTheGivenEnvironment(t *testing.T) {
 	res, err := None{}.Run(context.Background(), Spec{
 		Plugin: plugin,
 		Args:   []string{"$(touch /tmp/pwned)", "a b", ";ls", ""},
-		Env:    []string{"ONLY=this", "PATH=/usr/bin:/bin"},
+		Env:    []string{"ONLY=this"},
 		Stdout: &out,
 	})
 	if err != nil {
@@ -55,7 +55,7 @@ func TestNoneCancellationKillsTheProcessGroup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan Result)
 	go func() {
-		res, _ := None{}.Run(ctx, Spec{Plugin: plugin, Env: []string{"PATH=/usr/bin:/bin"}})
+		res, _ := None{}.Run(ctx, Spec{Plugin: plugin})
 		done <- res
 	}()
 	var child int
@@ -82,6 +82,27 @@ func TestNoneCancellationKillsTheProcessGroup(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the plugin's child %d is still alive", child)
 		}
+	}
+}
+
+// The plugin runs in an empty folder of its own, HOME too, gone afterwards.
+func TestNoneRunsInItsOwnDirectory(t *testing.T) {
+	plugin := script(t, `pwd; echo "$HOME"; touch litter`)
+	var out LimitedBuffer
+	out.Limit = 1024
+	if _, err := (None{}).Run(context.Background(), Spec{Plugin: plugin, Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(out.String())
+	if len(lines) != 2 || lines[0] != lines[1] || !strings.Contains(lines[0], "kmcp-call-") {
+		t.Fatalf("ran in %q", out.String())
+	}
+	if _, err := os.Stat(lines[0]); err == nil {
+		t.Errorf("the call's folder %s is left behind", lines[0])
+	}
+	if _, err := os.Stat("litter"); err == nil {
+		os.Remove("litter")
+		t.Error("the plugin wrote into the server's working directory")
 	}
 }
 

@@ -2,9 +2,11 @@ package sandbox
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"io"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sync"
 	"time"
 )
@@ -21,14 +23,19 @@ type Backend interface {
 
 // Spec is one plugin run. Arguments travel as argv: no shell reads them.
 type Spec struct {
+	// ID names the run in labels, logs and folders (the call id).
+	ID string
 	// Plugin is the resolved path of the plugin file.
 	Plugin string
 	// Args are the arguments after the program name.
 	Args []string
-	// Env is the whole environment of the plugin, as KEY=VALUE.
+	// Env holds extra variables, KEY=VALUE. Each backend sets PATH, HOME,
+	// TMPDIR and KUBECONFIG itself, and passes nothing else of the server's.
 	Env []string
-	// Dir is the plugin's working directory, a folder of its own; "" means "/".
-	Dir string
+	// Kubeconfig holds the target cluster's context only, or nil for no
+	// cluster. The backend decides where the plugin finds it and which
+	// address it names.
+	Kubeconfig *clientcmdapi.Config
 	// Stdout and Stderr receive the plugin's output; nil discards it.
 	Stdout, Stderr io.Writer
 }
