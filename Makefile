@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/kubernetes-mcp-server
 ARGS     ?=
 
-.PHONY: all build run test test-deps vet fmt-check clean bench
+.PHONY: all build run test test-deps images vet fmt-check clean bench
 
 all: build
 
@@ -18,6 +18,10 @@ run: build
 # Installs what the tests need (Debian packages, a cached kube-apiserver).
 test-deps:
 	hack/test-deps.sh
+
+# Builds the plugin sandbox's root filesystem (cached; prints its path).
+images:
+	hack/build-image.sh
 
 # Installs what the tests need, then runs every test against real parts.
 test: test-deps fmt-check vet

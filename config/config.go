@@ -67,10 +67,23 @@ type Clusters struct {
 
 // Sandbox is the [sandbox] table.
 type Sandbox struct {
-	// Backend is "auto" (the strongest sandbox available; none exists yet,
-	// so plugins do not run) or "none" (plain processes, the operator's
-	// explicit choice).
-	Backend string
+	// Backend is "auto" (container when containerd answers and the image
+	// exists, else nothing runs), "container", or "none" (plain processes,
+	// the operator's explicit choice).
+	Backend             string
+	ContainerdAddress   string
+	ContainerdNamespace string
+	Runtime             string
+	RuntimeBinary       string
+	// Rootfs is the sandbox image; "" means the one `make images` builds.
+	Rootfs        string
+	StateDir      string
+	User          int
+	MemoryMiB     int
+	PidsLimit     int
+	CPUMillicores int
+	NoFileLimit   int
+	TmpMiB        int
 }
 
 // Server is the [server] table.

@@ -31,6 +31,7 @@ fi
 # Debian's packages may start services; the tests run their own on private sockets.
 "$top/hack/build-kube-apiserver.sh" >/dev/null
 "$top/hack/build-plugins.sh" >/dev/null
+"$top/hack/build-image.sh" >/dev/null
 # The MCP Inspector's CLI (0.15.0 runs on Node 20), for the end-to-end tests.
 cache=${KMCP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubernetes-mcp-server}
 if [[ ! -x $cache/npm/node_modules/.bin/mcp-inspector ]]; then

@@ -15,8 +15,10 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
 )
 
 // PluginInfo is a plugin as agents and operators see it: what discovery
@@ -97,7 +99,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin policy: %w", err)
 	}
-	backend, err := selectBackend(cfg.Sandbox.Backend, pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv))
+	backend, err := selectBackend(context.Background(), cfg, pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv), log)
 	if err != nil {
 		return nil, err
 	}
@@ -138,14 +140,42 @@ func pluginPath(kubectl, pathEnv string) string {
 }
 
 // selectBackend picks the sandbox backend the configuration asks for.
-func selectBackend(name, pathEnv string) (sandbox.Backend, error) {
-	switch name {
+// "container" must work or the server does not start; "auto" uses it when
+// it works and otherwise runs nothing, saying why.
+func selectBackend(ctx context.Context, cfg *config.Config, pathEnv string, log hclog.Logger) (sandbox.Backend, error) {
+	switch cfg.Sandbox.Backend {
 	case "none":
 		return sandbox.None{PathEnv: pathEnv}, nil
-	case "auto":
-		return nil, nil // no sandbox backend exists yet
+	case "container", "auto":
+		s := cfg.Sandbox
+		rootfs := s.Rootfs
+		if rootfs == "" {
+			rootfs = images.DefaultRootfs()
+		}
+		b, err := container.New(ctx, container.Config{
+			Address:       s.ContainerdAddress,
+			Namespace:     s.ContainerdNamespace,
+			Runtime:       s.Runtime,
+			RuntimeBinary: s.RuntimeBinary,
+			Rootfs:        rootfs,
+			StateDir:      s.StateDir,
+			User:          uint32(s.User),
+			Limits: container.Limits{
+				MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
+				NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),
+			},
+			Logger: log.Named("container"),
+		})
+		if err == nil {
+			return b, nil
+		}
+		if cfg.Sandbox.Backend == "container" {
+			return nil, fmt.Errorf("sandbox backend container: %w", err)
+		}
+		log.Warn("no container sandbox available; plugins will not run", "reason", err)
+		return nil, nil
 	default:
-		return nil, fmt.Errorf("sandbox backend %q is not available", name)
+		return nil, fmt.Errorf("sandbox backend %q is not available", cfg.Sandbox.Backend)
 	}
 }
 

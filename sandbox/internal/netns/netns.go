@@ -64,7 +64,7 @@ func New(dir, id string) (*Namespace, error) {
 		// If the mount happened but restoring the thread failed, release
 		// takes the mount away too.
 		if rerr := release(path); rerr != nil {
-			err = errors.Join(err, rerr)
+			err = errors.Join(err, fmt.Errorf("clean up %s: %w", path, rerr))
 		}
 		return nil, fmt.Errorf("create network namespace %s: %w", id, err)
 	}
@@ -138,7 +138,7 @@ func Sweep(dir string) (int, error) {
 			continue
 		}
 		if err := release(filepath.Join(dir, e.Name())); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("%s: %w", e.Name(), err))
 			continue
 		}
 		n++
@@ -212,17 +212,17 @@ func release(path string) error {
 		err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 		if err == nil {
 			if i >= 64 {
-				return fmt.Errorf("unmount %s: still mounted after %d unmounts", path, i+1)
+				return fmt.Errorf("unmount: still mounted after %d unmounts", i+1)
 			}
 			continue
 		}
 		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 			break // not (or no longer) a mount point
 		}
-		return fmt.Errorf("unmount %s: %w", path, err)
+		return fmt.Errorf("unmount: %w", err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", path, err)
+		return fmt.Errorf("remove: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,2 @@
+// Package images builds and locates the root filesystems the sandboxes run plugins in.
+package images

@@ -1,0 +1,256 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
+
+func rootfs(t testing.TB) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(root, "hack", "build-image.sh")).Output()
+	if err != nil {
+		t.Fatalf("build the sandbox image: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+var testLimits = Limits{MemoryMiB: 128, Pids: 32, CPUMillicores: 1000, NoFile: 256, TmpMiB: 8}
+
+func newBackend(t testing.TB, ctrd *testenv.Containerd) *Backend {
+	t.Helper()
+	b, err := New(context.Background(), Config{
+		Address:   ctrd.Address,
+		Namespace: ctrd.Namespace,
+		Runtime:   "io.containerd.runc.v2",
+		Rootfs:    rootfs(t),
+		StateDir:  filepath.Join(ctrd.State, "..", "kmcp-state"),
+		User:      65534,
+		Limits:    testLimits,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// plugin writes a fixture plugin on the host, as a root-owned file.
+func plugin(t testing.TB, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubectl-fixture")
+	if err := os.WriteFile(path, []byte("#!/bin/bash\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type run struct {
+	res            sandbox.Result
+	stdout, stderr string
+	err            error
+}
+
+func runPlugin(t testing.TB, b *Backend, ctx context.Context, spec sandbox.Spec) run {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	spec.Stdout, spec.Stderr = &out, &errOut
+	if spec.ID == "" {
+		spec.ID = "test"
+	}
+	res, err := b.Run(ctx, spec)
+	return run{res, out.String(), errOut.String(), err}
+}
+
+func TestIdentityAndPrivileges(t *testing.T) {
+	b := newBackend(t, testenv.TestContainerd(t))
+	r := runPlugin(t, b, context.Background(), sandbox.Spec{
+		Plugin: plugin(t, `id -u; id -g; id -G; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; echo "args:$*"; env | sort; hostname; exit 7`),
+		Args:   []string{"a b", "$(id)"},
+		Env:    []string{"LANG=C.UTF-8"},
+	})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for _, want := range []string{"65534\n65534\n65534\n", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000",
+		"CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2", "args:a b $(id)", "HOME=/tmp", "KUBECONFIG=/dev/null", "sandbox\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r.res.ExitCode != 7 {
+		t.Errorf("exit code %d, want 7", r.res.ExitCode)
+	}
+	if strings.Contains(r.stdout, "CONTAINERD") || len(strings.Split(strings.TrimSpace(r.stdout), "\n")) > 20 {
+		t.Errorf("the environment has more than it should:\n%s", r.stdout)
+	}
+}
+
+// A hostile plugin can read no host file, write nowhere but /tmp, and
+// reach nothing on the network.
+func TestHostilePluginIsContained(t *testing.T) {
+	ctrd := testenv.TestContainerd(t)
+	clusters := testenv.TestClusters(t)
+	b := newBackend(t, ctrd)
+
+	canary := filepath.Join(t.TempDir(), "server-config.toml")
+	os.WriteFile(canary, []byte("canary-7d1f"), 0o644)
+	otherKubeconfig := filepath.Join(clusters.KubeconfigDir, "beta.yaml")
+
+	hostListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostListener.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := hostListener.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	hostPort := hostListener.Addr().(*net.TCPAddr).Port
+	beta := strings.TrimPrefix(clusters.All[1].Server, "https://")
+
+	self := plugin(t, fmt.Sprintf(`
+cat %[1]q && echo "READ %[1]s"
+cat %[2]q && echo "READ %[2]s"
+echo x > /escape && echo "WROTE /"
+echo x > /usr/escape && echo "WROTE /usr"
+echo x > "$0" && echo "WROTE plugin"
+echo x > /etc/passwd && echo "WROTE passwd"
+echo x > /tmp/ok && echo "WROTE tmp"
+(exec 3<>/dev/tcp/127.0.0.1/%[3]d) 2>/dev/null && echo "REACHED host port"
+(exec 3<>/dev/tcp/%[4]s) 2>/dev/null && echo "REACHED beta"
+(exec 3<>/dev/tcp/%[4]s) 2>/dev/null && echo "REACHED beta"
+ls /sys/class/net
+exit 0`, canary, otherKubeconfig, hostPort, strings.Replace(beta, ":", "/", 1)))
+	before, _ := os.ReadFile(self)
+	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: self, Kubeconfig: kubeconfigOf(t, clusters.All[0].Kubeconfig)})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	for _, leak := range []string{"canary-7d1f", "READ", "WROTE /", "WROTE plugin", "WROTE passwd", "REACHED", clusters.All[1].Token} {
+		if strings.Contains(r.stdout, leak) {
+			t.Errorf("contained plugin did %q:\n%s\n%s", leak, r.stdout, r.stderr)
+		}
+	}
+	if !strings.Contains(r.stdout, "WROTE tmp") {
+		t.Errorf("the plugin could not write its /tmp:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if strings.TrimSpace(lastLine(r.stdout)) != "lo" {
+		t.Errorf("interfaces in the sandbox: %q, want only lo", lastLine(r.stdout))
+	}
+	if after, _ := os.ReadFile(self); !bytes.Equal(before, after) {
+		t.Error("the plugin changed its own file on the host")
+	}
+	for _, p := range []string{"/escape", "/usr/escape"} {
+		if _, err := os.Stat(filepath.Join(b.cfg.Rootfs, p)); err == nil {
+			t.Errorf("%s was written into the image", p)
+		}
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the host listener accepted %d connections from the sandbox", n)
+	}
+	// Not even the runtime writes into the shared image (mount points included).
+	for _, dir := range []string{"plugin", "run/kube"} {
+		if entries, _ := os.ReadDir(filepath.Join(b.cfg.Rootfs, dir)); len(entries) != 0 {
+			t.Errorf("the image's /%s has %d entries after a call", dir, len(entries))
+		}
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func kubeconfigOf(t testing.TB, path string) *clientcmdapi.Config {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Through the sandbox, the real kubens and kubectl reach the target
+// cluster, and only that one.
+func TestKubensReachesOnlyItsCluster(t *testing.T) {
+	clusters := testenv.TestClusters(t)
+	b := newBackend(t, testenv.TestContainerd(t))
+	kubens, err := exec.LookPath("kubens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubens, _ = filepath.EvalSymlinks(kubens)
+	for _, target := range clusters.All {
+		r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: kubens, Kubeconfig: kubeconfigOf(t, target.Kubeconfig)})
+		if r.err != nil || r.res.ExitCode != 0 {
+			t.Fatalf("kubens on %s: %v %+v\n%s\n%s", target.Name, r.err, r.res, r.stdout, r.stderr)
+		}
+		for _, other := range clusters.All {
+			if strings.Contains(r.stdout, other.Namespace) != (other.Name == target.Name) {
+				t.Errorf("kubens on %s:\n%s", target.Name, r.stdout)
+			}
+		}
+	}
+	// The kubeconfig the plugin holds names the in-namespace forwarder.
+	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, `cat "$KUBECONFIG"`), Kubeconfig: kubeconfigOf(t, clusters.All[0].Kubeconfig)})
+	if !strings.Contains(r.stdout, "server: https://127.0.0.1:") || strings.Contains(r.stdout, clusters.All[0].Server) {
+		t.Errorf("kubeconfig in the sandbox:\n%s", r.stdout)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	b := newBackend(t, testenv.TestContainerd(t))
+	ctx := context.Background()
+
+	// Forking stops at the pids limit: the kernel refuses the 33rd process
+	// (bash then retries, so the call is ended by its time limit).
+	forkCtx, cancelFork := context.WithTimeout(ctx, 5*time.Second)
+	r := runPlugin(t, b, forkCtx, sandbox.Spec{Plugin: plugin(t, `for i in $(seq 100); do sleep 30 & done; wait`)})
+	cancelFork()
+	if r.err != nil || !strings.Contains(r.stderr, "fork: retry: Resource temporarily unavailable") {
+		t.Errorf("fork loop under a limit of %d: %v %+v\n%s", testLimits.Pids, r.err, r.res, r.stderr)
+	}
+
+	// Allocating past the memory limit gets the plugin killed.
+	r = runPlugin(t, b, ctx, sandbox.Spec{Plugin: plugin(t, `head -c 400M /dev/zero | tail > /dev/null; echo "survived $?"`)})
+	if r.err != nil || strings.Contains(r.stdout, "survived 0") {
+		t.Errorf("allocation past %d MiB: %v %+v\n%s\n%s", testLimits.MemoryMiB, r.err, r.res, r.stdout, r.stderr)
+	}
+
+	// A plugin that ignores SIGTERM and sleeps past its time is killed.
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	start := time.Now()
+	r = runPlugin(t, b, ctx, sandbox.Spec{Plugin: plugin(t, `trap '' TERM; sleep 60`)})
+	if r.err != nil || !r.res.Stopped || time.Since(start) > 5*time.Second {
+		t.Errorf("sleeper: %v %+v after %s", r.err, r.res, time.Since(start))
+	}
+}

@@ -1,0 +1,3 @@
+// Package container runs each plugin call in a fresh, short-lived containerd
+// container: read-only, unprivileged, and with only its cluster in reach.
+package container
