@@ -28,6 +28,7 @@ const (
 const (
 	argsProperty    = "args"
 	clusterProperty = "cluster"
+	stdinProperty   = "stdin"
 )
 
 // propertyNamePattern is what MCP clients (and the models behind them)
@@ -60,7 +61,7 @@ func exposedParams(params []helpparse.Parameter) (kept []helpparse.Parameter, sk
 		switch {
 		case !propertyNamePattern.MatchString(p.Name):
 			why = "its name is not a valid property name"
-		case p.Name == argsProperty || p.Name == clusterProperty:
+		case p.Name == argsProperty || p.Name == clusterProperty || p.Name == stdinProperty:
 			why = "its name is taken by the tool's own " + p.Name + " parameter"
 		case clusterFlagNames[p.Name]:
 			why = "it would choose the cluster or credentials, which only the cluster parameter does"
@@ -333,7 +334,7 @@ func unknownArgumentsError(unknown []string, params []helpparse.Parameter) error
 			norm[p.Short] = p.Name
 		}
 	}
-	valid = append(valid, argsProperty, clusterProperty)
+	valid = append(valid, argsProperty, clusterProperty, stdinProperty)
 	var hints []string
 	for _, u := range unknown {
 		key := strings.ReplaceAll(strings.ToLower(strings.TrimLeft(u, "-")), "_", "-")

@@ -77,7 +77,11 @@ func (s *Server) pluginTool(info runtime.PluginInfo) server.ServerTool {
 		"type":        "string",
 		"description": s.clusterParamText(),
 	}
-	t.InputSchema.PropertyOrder = append(order, argsProperty, clusterProperty)
+	t.InputSchema.Properties[stdinProperty] = map[string]any{
+		"type":        "string",
+		"description": stdinText,
+	}
+	t.InputSchema.PropertyOrder = append(order, argsProperty, clusterProperty, stdinProperty)
 	t.InputSchema.AdditionalProperties = false
 
 	name := info.Name
@@ -164,9 +168,14 @@ func (s *Server) handlePlugin(ctx context.Context, req mcp.CallToolRequest, plug
 		return errorResult("%v", err)
 	}
 	delete(args, clusterProperty)
+	stdin, err := optString(args, stdinProperty)
+	if err != nil {
+		return errorResult("%v", err)
+	}
+	delete(args, stdinProperty)
 	argv, err := buildArgv(params, args)
 	if err != nil {
 		return errorResult("%s: %v", req.Params.Name, err)
 	}
-	return s.execute(ctx, req, plugin, argv, cluster)
+	return s.execute(ctx, req, plugin, argv, cluster, stdin)
 }

@@ -90,6 +90,7 @@ func (s *Server) managementTools() []server.ServerTool {
 				mcp.WithString("plugin", mcp.Required(), mcp.Description("The plugin's name, e.g. get_all or get-all.")),
 				mcp.WithArray("args", mcp.WithStringItems(), mcp.Description(`Arguments in order, each its own argv element, e.g. ["pods", "--namespace=default"]. No shell quoting: one element is one argument.`)),
 				mcp.WithString("cluster", mcp.Description(s.clusterParamText())),
+				mcp.WithString("stdin", mcp.Description(stdinText)),
 				mcp.WithSchemaAdditionalProperties(false),
 				mcp.WithRawOutputSchema(resultSchema),
 				mcp.WithToolAnnotation(annotations("Plugins: Execute", false, true, false, true)),
@@ -502,7 +503,7 @@ func (s *Server) handleExecute(ctx context.Context, req mcp.CallToolRequest) (*m
 	if err != nil {
 		return errorResult("%v", err), nil
 	}
-	if err := checkKeys(args, "plugin", "args", "cluster"); err != nil {
+	if err := checkKeys(args, "plugin", "args", "cluster", "stdin"); err != nil {
 		return errorResult("%v", err), nil
 	}
 	name, err := pluginArgument(args)
@@ -510,6 +511,10 @@ func (s *Server) handleExecute(ctx context.Context, req mcp.CallToolRequest) (*m
 		return s.refusal(name, "", err), nil
 	}
 	cluster, err := optString(args, "cluster")
+	if err != nil {
+		return errorResult("%v", err), nil
+	}
+	stdin, err := optString(args, "stdin")
 	if err != nil {
 		return errorResult("%v", err), nil
 	}
@@ -521,5 +526,8 @@ func (s *Server) handleExecute(ctx context.Context, req mcp.CallToolRequest) (*m
 	if err != nil {
 		return errorResult("%v", err), nil
 	}
-	return s.execute(ctx, req, name, argv, cluster), nil
+	return s.execute(ctx, req, name, argv, cluster, stdin), nil
 }
+
+// stdinText describes the stdin argument to the model.
+const stdinText = "Text given to the plugin on standard input (at most 1 MiB), for plugins that read input there, e.g. a manifest with args [\"score\", \"-\"] for kube-score. Plugins run in a sandbox and cannot read your files: pass content here instead of a path."

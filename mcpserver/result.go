@@ -54,8 +54,8 @@ func progressToken(req mcp.CallToolRequest) mcp.ProgressToken {
 // execute runs one call through the runtime and renders its result. ctx is
 // the request's: mcp-go cancels it on notifications/cancelled (and when an
 // HTTP client goes away), which ends the plugin at once.
-func (s *Server) execute(ctx context.Context, req mcp.CallToolRequest, plugin string, argv []string, cluster string) *mcp.CallToolResult {
-	call := runtime.Call{Plugin: plugin, Args: argv, Cluster: cluster}
+func (s *Server) execute(ctx context.Context, req mcp.CallToolRequest, plugin string, argv []string, cluster, stdin string) *mcp.CallToolResult {
+	call := runtime.Call{Plugin: plugin, Args: argv, Cluster: cluster, Stdin: stdin}
 	var (
 		progressMu sync.Mutex
 		finished   bool

@@ -362,7 +362,7 @@ func TestToolsList(t *testing.T) {
 			echo := tools["plugin_echo"]
 			wantProps := map[string]string{
 				"all-namespaces": "boolean", "count": "integer", "label": "array", "namespace": "string",
-				"ratio": "number", "timeout": "string", "args": "array", "cluster": "string",
+				"ratio": "number", "timeout": "string", "args": "array", "cluster": "string", "stdin": "string",
 			}
 			gotProps := map[string]string{}
 			for name, p := range echo.InputSchema.Properties {

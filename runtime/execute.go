@@ -14,6 +14,9 @@ type Call struct {
 	Args []string
 	// Cluster is the target cluster; "" means the default cluster.
 	Cluster string
+	// Stdin is the plugin's standard input, e.g. a manifest for
+	// `kube-score score -`; at most MaxStdin bytes.
+	Stdin string
 	// Progress, when set, is called about once a second while the plugin
 	// runs, with the time it has run so far.
 	Progress func(elapsed time.Duration)
@@ -50,6 +53,9 @@ type Result struct {
 	// Message says in words why a call did not end with status ok.
 	Message string `json:"message,omitempty"`
 }
+
+// MaxStdin is the most standard input one call may carry.
+const MaxStdin = 1 << 20
 
 // ErrRefused wraps every reason a call was refused before anything ran:
 // unknown plugin or cluster, policy, forbidden arguments, no sandbox.

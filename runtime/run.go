@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
@@ -59,6 +60,9 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	if cluster != nil {
 		spec.Kubeconfig = cluster.Kubeconfig
 	}
+	if call.Stdin != "" {
+		spec.Stdin = strings.NewReader(call.Stdin)
+	}
 	run, runErr := r.backend.Run(runCtx, spec)
 	res.Duration = time.Since(res.Timestamp)
 	res.DurationMS = res.Duration.Milliseconds()
@@ -98,6 +102,9 @@ func (r *Runtime) admit(call Call) (*discovery.Plugin, *clusters.Cluster, error)
 	}
 	if err := checkArgs(call.Args); err != nil {
 		return nil, nil, refused("%v", err)
+	}
+	if len(call.Stdin) > MaxStdin {
+		return nil, nil, refused("stdin is %d bytes; at most %d are accepted", len(call.Stdin), MaxStdin)
 	}
 	plugin, err := r.discovery.Get(call.Plugin)
 	if err != nil {

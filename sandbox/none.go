@@ -51,7 +51,7 @@ func (n None) Run(ctx context.Context, spec Spec) (Result, error) {
 	cmd := exec.Command(spec.Plugin, spec.Args...)
 	cmd.Env = append([]string{"PATH=" + path, "HOME=" + work, "TMPDIR=" + work, "KUBECONFIG=" + kubeconfig}, spec.Env...)
 	cmd.Dir = work
-	cmd.Stdout, cmd.Stderr = spec.Stdout, spec.Stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = spec.Stdin, spec.Stdout, spec.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A process that escaped the group could hold the output pipes open; do
 	// not wait for it longer than this once the plugin itself has ended.

@@ -36,6 +36,8 @@ type Spec struct {
 	// cluster. The backend decides where the plugin finds it and which
 	// address it names.
 	Kubeconfig *clientcmdapi.Config
+	// Stdin is the plugin's standard input; nil means empty.
+	Stdin io.Reader
 	// Stdout and Stderr receive the plugin's output; nil discards it.
 	Stdout, Stderr io.Writer
 }

@@ -267,9 +267,8 @@ func TestE2EStdio(t *testing.T) {
 			}
 		}
 	}
-	manifest := filepath.Join(t.TempDir(), "deploy.yaml")
-	os.WriteFile(manifest, []byte(deployment), 0o644)
-	res, r = call(t, s, ctx, "plugin_score", map[string]any{"args": []string{"score", manifest}})
+	// The manifest travels on stdin: a sandboxed plugin reads no file of ours.
+	res, r = call(t, s, ctx, "plugin_score", map[string]any{"args": []string{"score", "-"}, "stdin": deployment})
 	if !strings.Contains(r.Output, "apps/v1/Deployment web") {
 		t.Errorf("kube-score: exit %d\n%s\n%s", r.ExitCode, r.Output, r.Error)
 	}

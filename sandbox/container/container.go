@@ -175,7 +175,14 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	}()
 
 	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
-	task, err := container.NewTask(bg, cio.NewCreator(cio.WithStreams(nil, stdout, stderr)))
+	// The shim keeps its own writer on the stdin FIFO, so the plugin sees EOF
+	// only after CloseIO; ours closes after the last byte, so none is lost.
+	var stdin io.Reader
+	stdinEOF := make(chan struct{})
+	if spec.Stdin != nil {
+		stdin = &eofReader{r: spec.Stdin, eof: stdinEOF}
+	}
+	task, err := container.NewTask(bg, cio.NewCreator(cio.WithStreams(stdin, stdout, stderr)))
 	if err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("start sandbox for %s: %w", spec.Plugin, err)
 	}
@@ -186,6 +193,17 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	start := time.Now()
 	if err := task.Start(bg); err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("start plugin %s in its sandbox: %w", spec.Plugin, err)
+	}
+	if stdin != nil {
+		go func() {
+			select {
+			case <-stdinEOF:
+				if err := task.CloseIO(bg, containerd.WithStdinCloser); err != nil && !errdefs.IsNotFound(err) {
+					b.log.Debug("close stdin", "id", id, "error", err)
+				}
+			case <-ctx.Done():
+			}
+		}()
 	}
 	res := sandbox.Result{ExitCode: -1}
 	var status containerd.ExitStatus
@@ -321,6 +339,21 @@ func (b *Backend) retryPending() {
 			b.mu.Unlock()
 		}
 	}
+}
+
+// eofReader closes eof when its reader is exhausted.
+type eofReader struct {
+	r    io.Reader
+	eof  chan struct{}
+	once sync.Once
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(func() { close(e.eof) })
+	}
+	return n, err
 }
 
 func orDiscard(w io.Writer) io.Writer {

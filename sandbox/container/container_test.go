@@ -254,3 +254,19 @@ func TestLimits(t *testing.T) {
 		t.Errorf("sleeper: %v %+v after %s", r.err, r.res, time.Since(start))
 	}
 }
+
+// Standard input reaches the plugin, and its end is the plugin's EOF.
+func TestStdin(t *testing.T) {
+	b := newBackend(t, testenv.TestContainerd(t))
+	input := strings.Repeat("manifest line\n", 20000) // larger than a pipe's buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := runPlugin(t, b, ctx, sandbox.Spec{Plugin: plugin(t, `wc -c`), Stdin: strings.NewReader(input)})
+	if r.err != nil || r.res.Stopped || strings.TrimSpace(r.stdout) != fmt.Sprint(len(input)) {
+		t.Fatalf("%v %+v: %q %q", r.err, r.res, r.stdout, r.stderr)
+	}
+	r = runPlugin(t, b, ctx, sandbox.Spec{Plugin: plugin(t, `cat; echo done`)})
+	if r.err != nil || r.stdout != "done\n" {
+		t.Fatalf("without stdin: %v %+v: %q", r.err, r.res, r.stdout)
+	}
+}

@@ -66,7 +66,7 @@ func Profile(c Call) []Option {
 		{"the plugin file, read-only at " + pluginInside, compose(withMountDir(PluginDir), withReadOnlyFile(c.Plugin, pluginInside))},
 		{"the target cluster's kubeconfig only, read-only at " + KubeconfigPath, withKubeconfig(c.Kubeconfig)},
 		{"the plugin and its arguments as argv", oci.WithProcessArgs(append([]string{pluginInside}, c.Args...)...)},
-		{"environment: PATH, HOME=/tmp, TMPDIR=/tmp, KUBECONFIG; nothing of the server's", withExactEnv(append([]string{"PATH=" + ImagePath, "HOME=/tmp", "TMPDIR=/tmp", "KUBECONFIG=" + kubeconfig}, c.Env...))},
+		{"environment: PATH, HOME=/tmp, TMPDIR=/tmp, TERM=dumb, KUBECONFIG; nothing of the server's", withExactEnv(append([]string{"PATH=" + ImagePath, "HOME=/tmp", "TMPDIR=/tmp", "TERM=dumb", "KUBECONFIG=" + kubeconfig}, c.Env...))},
 		{"working directory /tmp", oci.WithProcessCwd("/tmp")},
 		{fmt.Sprintf("user %d, group %d, no supplementary groups", c.User, c.User), compose(oci.WithUIDGID(c.User, c.User), withNoAdditionalGroups)},
 		{"no capabilities", withNoCapabilities},
