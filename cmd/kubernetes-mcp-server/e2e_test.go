@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
@@ -38,9 +39,11 @@ Flags:
 HELP
 exit 0; fi
 for a in "$@"; do echo "$a"; done`,
-	"kubectl-exit3":     `echo "something broke" >&2; exit 3`,
-	"kubectl-sleeper":   `[ "$1" = --help ] && exit 0; echo "start $(date +%s%N)" >> "$1"; sleep "$2"; echo "end $(date +%s%N)" >> "$1"`,
-	"kubectl-hang":      `[ "$1" = --help ] && exit 0; sleep 300 & echo $! > "$1"; wait`,
+	"kubectl-exit3": `echo "something broke" >&2; exit 3`,
+	// The sleeper reports when it ran on stdout: no sandbox can write our files.
+	"kubectl-sleeper": `[ "$1" = --help ] && exit 0; echo "start $(date +%s%N)"; sleep "$1"; echo "end $(date +%s%N)"`,
+	// The hang's sleep carries a unique duration, so the host can find it.
+	"kubectl-hang":      `[ "$1" = --help ] && exit 0; trap '' TERM; sleep "$1" & wait`,
 	"kubectl-flood":     `[ "$1" = --help ] && exit 0; yes flood`,
 	"kubectl-delete_it": `echo deleted`,
 	"kubectl-touch":     `touch "$1"`,
@@ -52,9 +55,28 @@ type e2eEnv struct {
 	clusters    *testenv.Clusters
 }
 
+// backends are the sandbox backends every end-to-end test runs under:
+// the container sandbox and, as the operator's explicit choice, none.
+var backends = []string{"container", "none"}
+
+// sandboxConfig is the [sandbox] table for a backend, on the test containerd.
+func sandboxConfig(t *testing.T, backend string) string {
+	t.Helper()
+	if backend != "container" {
+		return fmt.Sprintf("[sandbox]\nbackend = %q\n", backend)
+	}
+	ctrd := testenv.TestContainerd(t)
+	rootfs, err := images.PluginRootfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("[sandbox]\nbackend = \"container\"\ncontainerd_address = %q\ncontainerd_namespace = \"kmcp-e2e\"\nrootfs = %q\nstate_dir = %q\n",
+		ctrd.Address, rootfs, filepath.Join(ctrd.State, "..", "e2e-state"))
+}
+
 // newE2E prepares the plugins (our fixtures, real kubens and kube-score),
 // the two real clusters and a configuration as an operator writes it.
-func newE2E(t *testing.T, extra string) *e2eEnv {
+func newE2E(t *testing.T, backend, extra string) *e2eEnv {
 	t.Helper()
 	tc := testenv.TestClusters(t)
 	dir := t.TempDir()
@@ -77,9 +99,7 @@ allowed_plugins = ["echo", "exit3", "sleeper", "hang", "flood", "delete_it", "to
 [clusters]
 kubeconfig_dir = %q
 default_cluster = "alpha"
-[sandbox]
-backend = "none"
-`, extra, tc.KubeconfigDir)), 0o600)
+%s`, extra, tc.KubeconfigDir, sandboxConfig(t, backend))), 0o600)
 	return &e2eEnv{dir: dir, config: config, clusters: tc, env: []string{
 		// Our plugins first; kubectl (kubens calls it) from the machine's PATH.
 		"PATH=" + dir + ":" + os.Getenv("PATH"),
@@ -200,7 +220,13 @@ func text(res *mcp.CallToolResult) string {
 }
 
 func TestE2EStdio(t *testing.T) {
-	e := newE2E(t, "")
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { testStdio(t, backend) })
+	}
+}
+
+func testStdio(t *testing.T, backend string) {
+	e := newE2E(t, backend, "")
 	s := connectStdio(t, e)
 	ctx := context.Background()
 
@@ -243,7 +269,7 @@ func TestE2EStdio(t *testing.T) {
 
 	// plugins_execute and a plugin_* tool both run a plugin.
 	res, r := call(t, s, ctx, "plugins_execute", map[string]any{"plugin": "echo", "args": []string{"a b", "$(id)"}})
-	if res.IsError || r.ExitCode != 0 || r.Output != "a b\n$(id)\n" || r.Sandbox != "none" || r.Cluster != "alpha" {
+	if res.IsError || r.ExitCode != 0 || r.Output != "a b\n$(id)\n" || r.Sandbox != backend || r.Cluster != "alpha" {
 		t.Errorf("plugins_execute: isError=%v %+v\n%s", res.IsError, r, text(res))
 	}
 	res, r = call(t, s, ctx, "plugin_echo", map[string]any{"name": "x y", "count": 2, "loud": true, "label": []string{"a", "b"}, "args": []string{"pos"}})
@@ -251,8 +277,8 @@ func TestE2EStdio(t *testing.T) {
 	if res.IsError || r.Output != want {
 		t.Errorf("plugin_echo: isError=%v output %q, want %q\n%s", res.IsError, r.Output, want, text(res))
 	}
-	if !strings.Contains(text(res), "sandbox") {
-		t.Errorf("the text of a result run without a sandbox does not say so:\n%s", text(res))
+	if !strings.Contains(text(res), "sandbox: "+backend) || r.Sandbox != backend {
+		t.Errorf("the result does not say which sandbox ran it (%s):\n%s", backend, text(res))
 	}
 
 	// Real plugins: kubens on each real cluster, kube-score on a manifest.
@@ -347,27 +373,37 @@ func TestE2EStdio(t *testing.T) {
 // With max_concurrent = 2, four concurrent calls never overlap more than
 // two at a time; a cancelled call's process is gone within a second.
 func TestE2EConcurrencyAndCancellation(t *testing.T) {
-	e := newE2E(t, "max_concurrent = 2")
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { testConcurrencyAndCancellation(t, backend) })
+	}
+}
+
+func testConcurrencyAndCancellation(t *testing.T, backend string) {
+	e := newE2E(t, backend, "max_concurrent = 2")
 	s := connectStdio(t, e)
-	log := filepath.Join(t.TempDir(), "sleep.log")
+	var mu sync.Mutex
+	var log strings.Builder
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, r := call(t, s, context.Background(), "plugins_execute", map[string]any{"plugin": "sleeper", "args": []string{log, "0.5"}})
+			res, r := call(t, s, context.Background(), "plugins_execute", map[string]any{"plugin": "sleeper", "args": []string{"0.5"}})
 			if res.IsError {
 				t.Errorf("sleeper: %+v", r)
 			}
+			mu.Lock()
+			log.WriteString(r.Output)
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	if most := maxOverlap(t, log); most != 2 {
+	if most := maxOverlap(t, log.String()); most != 2 {
 		t.Errorf("at most %d calls overlapped, want 2", most)
 	}
 
 	// Progress while a call runs, when the client asks for it.
-	params := &mcp.CallToolParams{Name: "plugins_execute", Arguments: map[string]any{"plugin": "sleeper", "args": []string{log, "2.5"}}}
+	params := &mcp.CallToolParams{Name: "plugins_execute", Arguments: map[string]any{"plugin": "sleeper", "args": []string{"2.5"}}}
 	params.SetProgressToken("p1")
 	if _, err := s.CallTool(context.Background(), params); err != nil {
 		t.Fatal(err)
@@ -379,20 +415,22 @@ func TestE2EConcurrencyAndCancellation(t *testing.T) {
 		t.Errorf("no progress notification during a 2.5s call")
 	}
 
-	pidFile := filepath.Join(t.TempDir(), "pid")
+	// A unique duration tells the hang's sleep from every other process.
+	marker := fmt.Sprintf("300.%d", time.Now().UnixNano()%1000000)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.CallTool(ctx, &mcp.CallToolParams{Name: "plugin_hang", Arguments: map[string]any{"args": []string{pidFile}}})
+		s.CallTool(ctx, &mcp.CallToolParams{Name: "plugin_hang", Arguments: map[string]any{"args": []string{marker}}})
 	}()
-	pid := waitForPID(t, pidFile)
+	running := func() bool { return exec.Command("pgrep", "-f", "sleep "+marker).Run() == nil }
+	waitFor(t, running, "the hang plugin's sleep")
 	cancel()
 	<-done
 	cancelled := time.Now()
-	for testenv.ProcessAlive(pid) {
+	for running() {
 		if time.Since(cancelled) > time.Second {
-			t.Fatalf("the cancelled call's process %d still runs after a second", pid)
+			t.Fatalf("the cancelled call's process still runs after a second")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -402,7 +440,13 @@ func TestE2EConcurrencyAndCancellation(t *testing.T) {
 }
 
 func TestE2EHTTP(t *testing.T) {
-	e := newE2E(t, "")
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { testHTTP(t, backend) })
+	}
+}
+
+func testHTTP(t *testing.T, backend string) {
+	e := newE2E(t, backend, "")
 	port := freePort(t)
 	cmd := exec.Command(binary, "--config", e.config, "--port", strconv.Itoa(port))
 	cmd.Env = e.env
@@ -429,7 +473,7 @@ func TestE2EHTTP(t *testing.T) {
 		defer resp.Body.Close()
 		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&health) == nil
 	}, "/health")
-	if health["status"] != "ok" || health["sandbox"] != "none" || fmt.Sprint(health["clusters"]) != "[alpha beta]" {
+	if health["status"] != "ok" || health["sandbox"] != backend || fmt.Sprint(health["clusters"]) != "[alpha beta]" {
 		t.Errorf("/health = %v", health)
 	}
 	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
@@ -513,21 +557,10 @@ func waitFor(t *testing.T, ok func() bool, what string) {
 	t.Fatalf("no %s after 20s", what)
 }
 
-func waitForPID(t *testing.T, file string) int {
-	t.Helper()
-	var pid int
-	waitFor(t, func() bool {
-		data, _ := os.ReadFile(file)
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
-		return pid != 0
-	}, "pid file")
-	return pid
-}
-
 func maxOverlap(t *testing.T, log string) int {
 	t.Helper()
-	data, _ := os.ReadFile(log)
-	most, runs, err := testenv.MaxOverlap(string(data))
+	data := log
+	most, runs, err := testenv.MaxOverlap(data)
 	if err != nil || runs != 4 {
 		t.Fatalf("%d runs, %v:\n%s", runs, err, data)
 	}
