@@ -139,6 +139,29 @@ func pluginPath(kubectl, pathEnv string) string {
 	return strings.Join(out, string(filepath.ListSeparator))
 }
 
+// containerConfig is the container sandbox the configuration describes.
+func containerConfig(cfg *config.Config, log hclog.Logger) container.Config {
+	s := cfg.Sandbox
+	rootfs := s.Rootfs
+	if rootfs == "" {
+		rootfs = images.DefaultRootfs()
+	}
+	return container.Config{
+		Address:       s.ContainerdAddress,
+		Namespace:     s.ContainerdNamespace,
+		Runtime:       s.Runtime,
+		RuntimeBinary: s.RuntimeBinary,
+		Rootfs:        rootfs,
+		StateDir:      s.StateDir,
+		User:          uint32(s.User),
+		Limits: container.Limits{
+			MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
+			NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),
+		},
+		Logger: log.Named("container"),
+	}
+}
+
 // selectBackend picks the sandbox backend the configuration asks for.
 // "container" must work or the server does not start; "auto" uses it when
 // it works and otherwise runs nothing, saying why.
@@ -147,25 +170,7 @@ func selectBackend(ctx context.Context, cfg *config.Config, pathEnv string, log 
 	case "none":
 		return sandbox.None{PathEnv: pathEnv}, nil
 	case "container", "auto":
-		s := cfg.Sandbox
-		rootfs := s.Rootfs
-		if rootfs == "" {
-			rootfs = images.DefaultRootfs()
-		}
-		b, err := container.New(ctx, container.Config{
-			Address:       s.ContainerdAddress,
-			Namespace:     s.ContainerdNamespace,
-			Runtime:       s.Runtime,
-			RuntimeBinary: s.RuntimeBinary,
-			Rootfs:        rootfs,
-			StateDir:      s.StateDir,
-			User:          uint32(s.User),
-			Limits: container.Limits{
-				MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
-				NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),
-			},
-			Logger: log.Named("container"),
-		})
+		b, err := container.New(ctx, containerConfig(cfg, log))
 		if err == nil {
 			return b, nil
 		}

@@ -13,6 +13,9 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
 
+// pluginEnv is what every plugin gets besides what its backend sets.
+var pluginEnv = []string{"LANG=C.UTF-8"}
+
 func refused(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
 }
@@ -53,7 +56,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 		ID:     res.CallID,
 		Plugin: plugin.ResolvedPath,
 		Args:   call.Args,
-		Env:    []string{"LANG=C.UTF-8"},
+		Env:    pluginEnv,
 		Stdout: stdout,
 		Stderr: stderr,
 	}

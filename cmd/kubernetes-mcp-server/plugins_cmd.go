@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
@@ -30,6 +32,11 @@ func newRuntime(cmd *cobra.Command) (*runtime.Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newRuntimeWith(cmd, cfg, nil)
+}
+
+// newRuntimeWith discovers the plugins once for a loaded configuration.
+func newRuntimeWith(cmd *cobra.Command, cfg *config.Config, reg *clusters.Registry) (*runtime.Runtime, error) {
 	log := newLogger(cfg, cmd.ErrOrStderr())
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
@@ -39,6 +46,7 @@ func newRuntime(cmd *cobra.Command) (*runtime.Runtime, error) {
 		PathEnv:   os.Getenv("PATH"),
 		KrewRoot:  os.Getenv("KREW_ROOT"),
 		CacheFile: runtime.DefaultCacheFile(),
+		Clusters:  reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)

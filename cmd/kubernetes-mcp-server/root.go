@@ -49,7 +49,7 @@ which beats the file, which beats the default. 'config show' prints the result.`
 	root.SetErr(stderr)
 	root.PersistentFlags().String("config", "", "TOML configuration file (default: none, embedded defaults)")
 	config.AddFlags(root.PersistentFlags())
-	root.AddCommand(newConfigCommand(), newPluginsCommand())
+	root.AddCommand(newConfigCommand(), newPluginsCommand(), newProfileCommand())
 	return root
 }
 

@@ -20,7 +20,8 @@ type Containerd struct {
 	// Namespace is the containerd namespace tests should use.
 	Namespace string
 
-	proc *process
+	config, log string
+	proc        *process
 }
 
 var (
@@ -38,6 +39,18 @@ func TestContainerd(t testing.TB) *Containerd {
 		t.Fatalf("test containerd: %v", containerdErr)
 	}
 	return containerd
+}
+
+// NewContainerd starts a containerd of the test's own, which it may stop
+// and restart; it is stopped when the test ends.
+func NewContainerd(t testing.TB) *Containerd {
+	t.Helper()
+	c, err := startContainerd()
+	if err != nil {
+		t.Fatalf("containerd: %v", err)
+	}
+	t.Cleanup(c.Stop)
+	return c
 }
 
 func startContainerd() (*Containerd, error) {
@@ -74,27 +87,44 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	c.proc, err = start("containerd", filepath.Join(dir, "containerd.log"), "containerd", "--config", configFile)
-	if err != nil {
+	c.config, c.log = configFile, filepath.Join(dir, "containerd.log")
+	atExit(c.Stop)
+	if err := c.Start(); err != nil {
 		return nil, err
 	}
-	atExit(c.Stop)
-	err = waitFor(c.proc, 30*time.Second, func() error {
+	return c, nil
+}
+
+// Start starts containerd (again) and waits until it answers.
+func (c *Containerd) Start() error {
+	var err error
+	c.proc, err = start("containerd", c.log, "containerd", "--config", c.config)
+	if err != nil {
+		return err
+	}
+	return waitFor(c.proc, 30*time.Second, func() error {
 		out, err := exec.Command("ctr", "--address", c.Address, "version").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("ctr version: %v: %s", err, out)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+}
+
+// Kill ends containerd alone, as a crash would: its shims and their
+// containers go on.
+func (c *Containerd) Kill() {
+	if c.proc != nil {
+		c.proc.cmd.Process.Kill()
+		<-c.proc.done
 	}
-	return c, nil
 }
 
 // Stop ends containerd and every shim it started.
 func (c *Containerd) Stop() {
-	c.proc.stop()
-	// Shims outlive containerd by design; end ours by their socket folder.
+	if c.proc != nil {
+		c.proc.stop()
+	}
+	// Shims outlive containerd by design; end ours by their socket path.
 	exec.Command("pkill", "-KILL", "-f", "containerd-shim.*"+c.Address).Run()
 }

@@ -50,6 +50,17 @@ type Config struct {
 	Logger   hclog.Logger
 }
 
+// CallFor is the profile input of one call: the same for a run and for
+// `profile show`, so what an operator audits is what runs.
+func (cfg Config) CallFor(id, plugin string, args, env []string, withCluster bool) Call {
+	c := Call{ID: id, Rootfs: cfg.Rootfs, Plugin: plugin, Args: args, Env: env, User: cfg.User, Limits: cfg.Limits}
+	if withCluster {
+		c.Kubeconfig = filepath.Join(cfg.StateDir, "calls", id, "kubeconfig")
+		c.NetNS = filepath.Join(cfg.StateDir, "netns", id)
+	}
+	return c
+}
+
 // Backend runs plugins in containerd containers, one per call.
 type Backend struct {
 	cfg    Config
@@ -138,9 +149,9 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	}
 	defer os.RemoveAll(callDir)
 
-	call := Call{ID: id, Rootfs: b.cfg.Rootfs, Plugin: spec.Plugin, Args: spec.Args, Env: spec.Env, User: b.cfg.User, Limits: b.cfg.Limits}
+	call := b.cfg.CallFor(id, spec.Plugin, spec.Args, spec.Env, spec.Kubeconfig != nil)
 	if spec.Kubeconfig != nil {
-		stop, err := b.connectCluster(&call, callDir, spec.Kubeconfig)
+		stop, err := b.connectCluster(call, spec.Kubeconfig)
 		if err != nil {
 			return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
 		}
@@ -237,7 +248,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 // connectCluster makes the call's network namespace, listens in it, forwards
 // to the cluster's API server, and writes the kubeconfig that names the
 // in-namespace address.
-func (b *Backend) connectCluster(call *Call, callDir string, kc *clientcmdapi.Config) (stop func(), err error) {
+func (b *Backend) connectCluster(call Call, kc *clientcmdapi.Config) (stop func(), err error) {
 	kc = kc.DeepCopy()
 	cluster := kc.Clusters[kc.Contexts[kc.CurrentContext].Cluster]
 	if cluster == nil {
@@ -251,9 +262,13 @@ func (b *Backend) connectCluster(call *Call, callDir string, kc *clientcmdapi.Co
 	if server.Port() == "" {
 		target = net.JoinHostPort(server.Hostname(), map[bool]string{true: "443", false: "80"}[server.Scheme == "https"])
 	}
-	ns, err := netns.New(filepath.Join(b.cfg.StateDir, "netns"), call.ID)
+	ns, err := netns.New(filepath.Dir(call.NetNS), call.ID)
 	if err != nil {
 		return nil, err
+	}
+	if ns.Path != call.NetNS {
+		ns.Close()
+		return nil, fmt.Errorf("network namespace at %s, not %s", ns.Path, call.NetNS)
 	}
 	l, err := ns.Listen("127.0.0.1:0")
 	if err != nil {
@@ -282,7 +297,7 @@ func (b *Backend) connectCluster(call *Call, callDir string, kc *clientcmdapi.Co
 		cluster.TLSServerName = server.Hostname()
 	}
 	cluster.Server = fmt.Sprintf("%s://%s", server.Scheme, l.Addr().String())
-	path := filepath.Join(callDir, "kubeconfig")
+	path := call.Kubeconfig
 	if err := clientcmd.WriteToFile(*kc, path); err == nil {
 		err = os.Chown(path, int(call.User), int(call.User))
 	}
@@ -294,7 +309,6 @@ func (b *Backend) connectCluster(call *Call, callDir string, kc *clientcmdapi.Co
 		stop()
 		return nil, err
 	}
-	call.Kubeconfig, call.NetNS = path, ns.Path
 	return stop, nil
 }
 

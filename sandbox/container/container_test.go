@@ -3,6 +3,7 @@ package container
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -268,5 +270,42 @@ func TestStdin(t *testing.T) {
 	r = runPlugin(t, b, ctx, sandbox.Spec{Plugin: plugin(t, `cat; echo done`)})
 	if r.err != nil || r.stdout != "done\n" {
 		t.Fatalf("without stdin: %v %+v: %q", r.err, r.res, r.stdout)
+	}
+}
+
+// The spec containerd runs is exactly the one Spec computes for `profile
+// show`: one source, not two.
+func TestRunUsesTheProfileSpec(t *testing.T) {
+	ctrd := testenv.TestContainerd(t)
+	clusters := testenv.TestClusters(t)
+	b := newBackend(t, ctrd)
+	self := plugin(t, `sleep 3`)
+	done := make(chan run)
+	go func() {
+		done <- runPlugin(t, b, context.Background(), sandbox.Spec{ID: "profile-check", Plugin: self, Args: []string{"x"},
+			Env: []string{"LANG=C.UTF-8"}, Kubeconfig: kubeconfigOf(t, clusters.All[0].Kubeconfig)})
+	}()
+	var running []containerd.Container
+	for deadline := time.Now().Add(10 * time.Second); len(running) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		running, _ = b.client.Containers(context.Background(), fmt.Sprintf("labels.%q==profile-check", LabelCallID))
+	}
+	if len(running) != 1 {
+		t.Fatalf("%d containers of the call", len(running))
+	}
+	got, err := running[0].Spec(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Spec(context.Background(), b.cfg.Namespace, b.cfg.CallFor(running[0].ID(), self, []string{"x"}, []string{"LANG=C.UTF-8"}, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotJSON, _ := json.MarshalIndent(got, "", " ")
+	wantJSON, _ := json.MarshalIndent(want, "", " ")
+	if !bytes.Equal(gotJSON, wantJSON) {
+		t.Errorf("the running spec differs from the profile's:\nrunning %s\nprofile %s", gotJSON, wantJSON)
+	}
+	if r := <-done; r.err != nil || r.res.ExitCode != 0 {
+		t.Errorf("%v %+v", r.err, r.res)
 	}
 }

@@ -57,14 +57,18 @@ type Option struct {
 func Profile(c Call) []Option {
 	pluginInside := PluginDir + "/" + filepath.Base(c.Plugin)
 	kubeconfig := "/dev/null"
+	kubeconfigStep := "no cluster: no kubeconfig (KUBECONFIG=/dev/null)"
+	networkStep := "network: a new empty namespace, nothing in reach"
 	if c.Kubeconfig != "" {
 		kubeconfig = KubeconfigPath
+		kubeconfigStep = "the target cluster's kubeconfig only, read-only at " + KubeconfigPath
+		networkStep = "network: the call's own namespace, loopback only; the cluster at 127.0.0.1 is the one thing in reach"
 	}
 	return []Option{
 		{"root filesystem: the sandbox image, read-only", compose(oci.WithRootFSPath(c.Rootfs), oci.WithRootFSReadonly())},
 		{fmt.Sprintf("/tmp: a tmpfs of %d MiB, the only writable place", c.Limits.TmpMiB), withTmpfs("/tmp", c.Limits.TmpMiB)},
 		{"the plugin file, read-only at " + pluginInside, compose(withMountDir(PluginDir), withReadOnlyFile(c.Plugin, pluginInside))},
-		{"the target cluster's kubeconfig only, read-only at " + KubeconfigPath, withKubeconfig(c.Kubeconfig)},
+		{kubeconfigStep, withKubeconfig(c.Kubeconfig)},
 		{"the plugin and its arguments as argv", oci.WithProcessArgs(append([]string{pluginInside}, c.Args...)...)},
 		{"environment: PATH, HOME=/tmp, TMPDIR=/tmp, TERM=dumb, KUBECONFIG; nothing of the server's", withExactEnv(append([]string{"PATH=" + ImagePath, "HOME=/tmp", "TMPDIR=/tmp", "TERM=dumb", "KUBECONFIG=" + kubeconfig}, c.Env...))},
 		{"working directory /tmp", oci.WithProcessCwd("/tmp")},
@@ -78,7 +82,7 @@ func Profile(c Call) []Option {
 		{fmt.Sprintf("at most %d MiB of memory, no swap", c.Limits.MemoryMiB), withMemory(c.Limits.MemoryMiB)},
 		{fmt.Sprintf("at most %d millicores of CPU", c.Limits.CPUMillicores), oci.WithCPUCFS(c.Limits.CPUMillicores*100, 100000)},
 		{fmt.Sprintf("at most %d open files", c.Limits.NoFile), withNoFile(c.Limits.NoFile)},
-		{"network: the call's own namespace, loopback only; the cluster at 127.0.0.1 is the one thing in reach", withNetwork(c.NetNS)},
+		{networkStep, withNetwork(c.NetNS)},
 		{"hostname sandbox", oci.WithHostname("sandbox")},
 	}
 }
