@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -182,6 +183,15 @@ func selectBackend(ctx context.Context, cfg *config.Config, pathEnv string, log 
 	default:
 		return nil, fmt.Errorf("sandbox backend %q is not available", cfg.Sandbox.Backend)
 	}
+}
+
+// Close waits for the sandboxes of finished calls to be removed and
+// releases the backend.
+func (r *Runtime) Close() error {
+	if c, ok := r.backend.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // Backend names the sandbox backend plugins run in, or "" when none is available.

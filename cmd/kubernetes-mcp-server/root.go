@@ -119,6 +119,7 @@ func serve(cmd *cobra.Command) error {
 	if err != nil {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
+	defer rt.Close()
 	if rt.Backend() == "" {
 		log.Warn(`no sandbox backend is available: plugins are listed but cannot run; set [sandbox] backend = "none" to run them without a sandbox`)
 	}

@@ -67,8 +67,9 @@ type Backend struct {
 	log    hclog.Logger
 	client *containerd.Client
 
-	mu      sync.Mutex
-	pending map[string]bool // containers whose removal failed, retried later
+	mu       sync.Mutex
+	pending  map[string]bool // containers whose removal failed, retried later
+	removals sync.WaitGroup  // removals still running after their call returned
 }
 
 // New connects to containerd, checks the image, and removes what an
@@ -113,8 +114,15 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 // Name implements sandbox.Backend.
 func (b *Backend) Name() string { return "container" }
 
-// Close releases the connection to containerd.
-func (b *Backend) Close() error { return b.client.Close() }
+// Close waits for the removals still running, then releases the
+// connection to containerd.
+func (b *Backend) Close() error {
+	b.removals.Wait()
+	return b.client.Close()
+}
+
+// Quiesce waits until every finished call's sandbox is removed.
+func (b *Backend) Quiesce() { b.removals.Wait() }
 
 // Sweep removes every container, network namespace and call folder of ours.
 func (b *Backend) Sweep(ctx context.Context) (int, error) {
@@ -143,11 +151,31 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 		return sandbox.Result{ExitCode: -1, Stopped: true}, nil
 	}
 	id := "kmcp-" + randomHex(8)
+	// Everything the call sets up is undone in reverse order: at once when
+	// the call fails, or right after its result is out when it ran.
+	var undo []func()
+	async := false
+	defer func() {
+		cleanup := func() {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+		if !async {
+			cleanup()
+			return
+		}
+		b.removals.Add(1)
+		go func() {
+			defer b.removals.Done()
+			cleanup()
+		}()
+	}()
 	callDir := filepath.Join(b.cfg.StateDir, "calls", id)
 	if err := os.Mkdir(callDir, 0o711); err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
 	}
-	defer os.RemoveAll(callDir)
+	undo = append(undo, func() { os.RemoveAll(callDir) })
 
 	call := b.cfg.CallFor(id, spec.Plugin, spec.Args, spec.Env, spec.Kubeconfig != nil)
 	if spec.Kubeconfig != nil {
@@ -155,7 +183,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 		if err != nil {
 			return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
 		}
-		defer stop()
+		undo = append(undo, stop)
 	}
 	ociSpec, err := Spec(ctx, b.cfg.Namespace, call)
 	if err != nil {
@@ -176,14 +204,27 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	if err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("create sandbox for %s: %w", spec.Plugin, err)
 	}
-	defer func() {
-		if err := b.remove(bg, id); err != nil {
+	var task containerd.Task
+	undo = append(undo, func() {
+		// The handles at hand save containerd round trips; remove() is
+		// the slow path that finds whatever is left.
+		var err error
+		if task != nil {
+			_, err = task.Delete(bg, containerd.WithProcessKill)
+		}
+		if err == nil || errdefs.IsNotFound(err) {
+			err = container.Delete(bg)
+		}
+		if err != nil && !errdefs.IsNotFound(err) {
+			err = b.remove(bg, id)
+		}
+		if err != nil {
 			b.log.Warn("sandbox not removed yet; will retry", "id", id, "error", err)
 			b.mu.Lock()
 			b.pending[id] = true
 			b.mu.Unlock()
 		}
-	}()
+	})
 
 	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
 	// The shim keeps its own writer on the stdin FIFO, so the plugin sees EOF
@@ -193,7 +234,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	if spec.Stdin != nil {
 		stdin = &eofReader{r: spec.Stdin, eof: stdinEOF}
 	}
-	task, err := container.NewTask(bg, cio.NewCreator(cio.WithStreams(stdin, stdout, stderr)))
+	task, err = container.NewTask(bg, cio.NewCreator(cio.WithStreams(stdin, stdout, stderr)))
 	if err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("start sandbox for %s: %w", spec.Plugin, err)
 	}
@@ -236,6 +277,10 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	if err != nil {
 		return res, fmt.Errorf("sandbox for %s: containerd lost track of the plugin: %w", spec.Plugin, err)
 	}
+	// All output is in once the plugin's streams are drained; removing
+	// the sandbox need not delay the result.
+	task.IO().Wait()
+	async = true
 	// The shim reports death by signal N as 128+N.
 	if code > 128 && code < 160 {
 		res.Signal = syscall.Signal(code - 128).String()

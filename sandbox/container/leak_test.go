@@ -78,6 +78,7 @@ func TestNoLeaksAfter200Calls(t *testing.T) {
 
 func assertNothingLeft(t *testing.T, b *Backend) {
 	t.Helper()
+	b.Quiesce()
 	ctx := context.Background()
 	if cs, err := b.client.Containers(ctx); err != nil || len(cs) != 0 {
 		t.Errorf("containers left: %d (%v)", len(cs), err)
