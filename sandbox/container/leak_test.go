@@ -10,11 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/snapshots"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/internal/netns"
 )
 
 // After 200 calls, timeouts and cancellations among them, nothing of ours
@@ -151,4 +154,38 @@ func TestContainerdStoppedDuringACall(t *testing.T) {
 	// The next call retries the removal the failed one could not do.
 	runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, `true`)})
 	assertNothingLeft(t, b)
+}
+
+// A server that crashed leaves containers, a network namespace and a call
+// folder; the next backend to start removes them.
+func TestStartupSweepsLeftovers(t *testing.T) {
+	ctrd := testenv.NewContainerd(t)
+	first := newBackend(t, ctrd)
+	// A crash mid-call: the container and task exist, the server is gone.
+	spec, err := Spec(context.Background(), first.cfg.Namespace, first.cfg.CallFor("kmcp-crashed", plugin(t, "sleep 60"), nil, nil, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := first.client.NewContainer(context.Background(), "kmcp-crashed", containerd.WithSpec(spec),
+		containerd.WithContainerLabels(map[string]string{LabelOwner: ownerValue, LabelCallID: "crashed"}),
+		containerd.WithRuntime(first.cfg.Runtime, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.NewTask(context.Background(), cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := netns.New(filepath.Join(first.cfg.StateDir, "netns"), "kmcp-crashed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ns // never closed: the crash
+	os.MkdirAll(filepath.Join(first.cfg.StateDir, "calls", "kmcp-crashed"), 0o711)
+
+	second := newBackend(t, ctrd)
+	assertNothingLeft(t, second)
 }
