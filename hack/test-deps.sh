@@ -13,6 +13,10 @@ declare -A packages=(
 	[runc]=runc
 	[busybox]=busybox-static
 	[kubectx]=kubectx
+	[mmdebstrap]=mmdebstrap
+	[nsenter]=util-linux
+	[pgrep]=procps
+	[pkill]=procps
 )
 missing=()
 for cmd in "${!packages[@]}"; do
