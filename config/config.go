@@ -56,6 +56,50 @@ type Plugins struct {
 	ClusterPlugins map[string][]string
 	// Pins maps a plugin name to the "sha256:<hex>" its file must have.
 	Pins map[string]string
+	// Rules are the [[plugins.rules]] entries, in order: which Kubernetes
+	// API requests running plugins may make beyond the default (read-only,
+	// no secrets).
+	Rules []Rule
+}
+
+// Rule is one [[plugins.rules]] entry. Loading checks it with
+// policy/rulesyntax and fills in the defaults: Clusters and Namespaces are
+// ["*"] when not written.
+type Rule struct {
+	// Name labels the rule in decisions and audits; "" names it
+	// "rules[<index>]".
+	Name string `json:"name,omitempty"`
+	// Plugins are plugin name globs, as in allowed_plugins.
+	Plugins []string `json:"plugins"`
+	// Clusters are cluster name globs.
+	Clusters []string `json:"clusters"`
+	// Verbs are Kubernetes verbs (get, list, watch, create, update, patch,
+	// delete, deletecollection) or "*".
+	Verbs []string `json:"verbs"`
+	// Resources are written resource[.group][/subresource]: "pods",
+	// "pods/log", "deployments.apps", "*/scale", "*".
+	Resources []string `json:"resources"`
+	// Namespaces are namespace globs; "" stands for cluster-scoped requests
+	// and those across all namespaces.
+	Namespaces []string `json:"namespaces"`
+}
+
+// clone returns a deep copy of r.
+func (r Rule) clone() Rule {
+	r.Plugins = append([]string(nil), r.Plugins...)
+	r.Clusters = append([]string(nil), r.Clusters...)
+	r.Verbs = append([]string(nil), r.Verbs...)
+	r.Resources = append([]string(nil), r.Resources...)
+	r.Namespaces = append([]string(nil), r.Namespaces...)
+	return r
+}
+
+func cloneRules(rules []Rule) []Rule {
+	var out []Rule
+	for _, r := range rules {
+		out = append(out, r.clone())
+	}
+	return out
 }
 
 // Clusters is the [clusters] table (also accepted as the proposal's [nsk]).
@@ -308,6 +352,11 @@ func (l *loader) parseText(s *setting, text string) (any, any, error) {
 			return nil, nil, fmt.Errorf("can only be set in the configuration file")
 		}
 		return map[string]string{}, map[string]string{}, nil
+	case kindRules:
+		if text != "" {
+			return nil, nil, fmt.Errorf("can only be set in the configuration file")
+		}
+		return []Rule{}, []Rule{}, nil
 	}
 	return nil, nil, fmt.Errorf("unknown kind %v", s.kind)
 }
@@ -383,6 +432,8 @@ func assign(dst, v any) {
 			m[k] = append([]string(nil), list...)
 		}
 		*d = m
+	case *[]Rule:
+		*d = cloneRules(v.([]Rule))
 	case *map[string]string:
 		m := make(map[string]string, len(v.(map[string]string)))
 		for k, s := range v.(map[string]string) {

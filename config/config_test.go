@@ -777,3 +777,254 @@ evict = "` + pinA + `"
 	check(t, "ReadOnly", second.Plugins.ReadOnly, true)
 	check(t, "Pins", second.Plugins.Pins, map[string]string{"evict": pinA, `odd "name"`: pinB})
 }
+
+const rulesFile = `[plugins]
+allowed_plugins = ["evict"]
+
+[[plugins.rules]]
+name = "evictions"
+plugins = ["evict", "drain*"]
+clusters = ["staging-*"]
+verbs = ["create"]
+resources = ["pods/eviction"]
+
+[[plugins.rules]]
+plugins = ["${PLUGIN}"]
+verbs = ["get", "list"]
+resources = ["secrets", "deployments.apps/scale", "*"]
+namespaces = ["team-a", ""]
+
+[plugins.pins]
+evict = "` + "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" + `"
+`
+
+func TestRules(t *testing.T) {
+	cfg, path, err := load(t, rulesFile, map[string]string{"PLUGIN": "get_all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Rule{
+		{Name: "evictions", Plugins: []string{"evict", "drain*"}, Clusters: []string{"staging-*"}, Verbs: []string{"create"},
+			Resources: []string{"pods/eviction"}, Namespaces: []string{"*"}},
+		{Plugins: []string{"get_all"}, Clusters: []string{"*"}, Verbs: []string{"get", "list"},
+			Resources: []string{"secrets", "deployments.apps/scale", "*"}, Namespaces: []string{"team-a", ""}},
+	}
+	check(t, "Rules", cfg.Plugins.Rules, want)
+	v := cfg.Values()["plugins.rules"]
+	check(t, "source", v.Source, SourceFile)
+	check(t, "origin", v.Origin, path+":4")
+	check(t, "value", v.Value, any(want))
+	check(t, "Pins still load after the rules", cfg.Plugins.Pins["evict"], pinA)
+
+	// The typed rules are a copy: changing them changes no Value.
+	cfg.Plugins.Rules[0].Verbs[0] = "delete"
+	check(t, "value after a change", cfg.Values()["plugins.rules"].Value.([]Rule)[0].Verbs[0], "create")
+
+	// None by default, and only the file can set them.
+	cfg, _, err = load(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "default Rules", cfg.Plugins.Rules, []Rule(nil))
+	check(t, "default value", cfg.Values()["plugins.rules"].Value, any([]Rule{}))
+}
+
+// Rules may also be written inline, as an array of inline tables.
+func TestRulesInline(t *testing.T) {
+	cfg, path, err := load(t, "[plugins]\nrules = [\n  { plugins = [\"a\"], verbs = [\"*\"], resources = [\"*\"] },\n]\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "Rules", cfg.Plugins.Rules, []Rule{{Plugins: []string{"a"}, Clusters: []string{"*"}, Verbs: []string{"*"},
+		Resources: []string{"*"}, Namespaces: []string{"*"}}})
+	check(t, "origin", cfg.Values()["plugins.rules"].Origin, path+":2")
+}
+
+func TestRulesErrors(t *testing.T) {
+	const head = "[plugins]\nenabled = true\n\n[[plugins.rules]]\n" // the entry opens on line 4
+	const ok = "plugins = [\"a\"]\nverbs = [\"get\"]\nresources = [\"pods\"]\n"
+	tests := []struct {
+		name    string
+		file    string
+		want    []string // FILE stands for the file's path
+		ordered bool
+	}{
+		{name: "unknown key", file: head + ok + "verb = [\"get\"]\n",
+			want: []string{"FILE:8: plugins.rules[0].verb: unknown key (did you mean verbs?)"}},
+		{name: "unknown key far from any", file: head + ok + "apiGroups = [\"apps\"]\n",
+			want: []string{"FILE:8: plugins.rules[0].apiGroups: unknown key (want name, plugins, clusters, verbs, resources, namespaces)"}},
+		{name: "sub-table", file: head + ok + "[plugins.rules.extra]\nx = 1\n",
+			want: []string{"FILE:8: plugins.rules[0].extra: unknown key"}},
+		{name: "string for list", file: head + "plugins = [\"a\"]\nverbs = \"get\"\nresources = [\"pods\"]\n",
+			want: []string{"FILE:6: plugins.rules[0].verbs: want a list of strings, got a string"}},
+		{name: "number in list", file: head + "plugins = [\"a\", 1]\nverbs = [\"get\"]\nresources = [\"pods\"]\n",
+			want: []string{"FILE:5: plugins.rules[0].plugins: want a list of strings, got an array"}},
+		{name: "name not a string", file: head + ok + "name = 1\n",
+			want: []string{"FILE:8: plugins.rules[0].name: want a string, got an integer"}},
+		{name: "empty plugins", file: head + "plugins = []\nverbs = [\"get\"]\nresources = [\"pods\"]\n",
+			want: []string{"FILE:5: plugins.rules[0].plugins: empty list; name the plugins"}},
+		{name: "empty verbs", file: head + "plugins = [\"a\"]\nverbs = []\nresources = [\"pods\"]\n",
+			want: []string{"FILE:6: plugins.rules[0].verbs: empty list"}},
+		{name: "empty resources", file: head + "plugins = [\"a\"]\nverbs = [\"get\"]\nresources = []\n",
+			want: []string{"FILE:7: plugins.rules[0].resources: empty list"}},
+		{name: "empty clusters", file: head + ok + "clusters = []\n",
+			want: []string{"FILE:8: plugins.rules[0].clusters: empty list; leave clusters out"}},
+		{name: "empty namespaces", file: head + ok + "namespaces = []\n",
+			want: []string{"FILE:8: plugins.rules[0].namespaces: empty list; leave namespaces out"}},
+		{name: "missing plugins, verbs and resources", file: head + "name = \"x\"\n",
+			want:    []string{"FILE:4: plugins.rules[0].plugins: missing", "FILE:4: plugins.rules[0].verbs: missing", "FILE:4: plugins.rules[0].resources: missing"},
+			ordered: true},
+		{name: "unknown verb", file: head + "plugins = [\"a\"]\nverbs = [\"get\", \"destroy\"]\nresources = [\"pods\"]\n",
+			want: []string{"FILE:6: plugins.rules[0].verbs: unknown verb \"destroy\""}},
+		{name: "exec as a verb", file: head + "plugins = [\"a\"]\nverbs = [\"exec\"]\nresources = [\"pods\"]\n",
+			want: []string{`resources = ["pods/exec"]`}},
+		{name: "short resource name", file: head + "plugins = [\"a\"]\nverbs = [\"get\"]\nresources = [\"po\"]\n",
+			want: []string{"FILE:7: plugins.rules[0].resources: resource \"po\"", `"pods"`}},
+		{name: "group first", file: head + "plugins = [\"a\"]\nverbs = [\"get\"]\nresources = [\"apps/deployments\"]\n",
+			want: []string{"FILE:7: plugins.rules[0].resources:", `"deployments.apps"`}},
+		{name: "bad plugin glob", file: head + "plugins = [\"[x\"]\nverbs = [\"get\"]\nresources = [\"pods\"]\n",
+			want: []string{"FILE:5: plugins.rules[0].plugins: bad pattern \"[x\""}},
+		{name: "bad cluster glob", file: head + ok + "clusters = [\"[x\"]\n",
+			want: []string{"FILE:8: plugins.rules[0].clusters: bad pattern \"[x\""}},
+		{name: "empty cluster", file: head + ok + "clusters = [\"\"]\n",
+			want: []string{"FILE:8: plugins.rules[0].clusters: empty cluster name"}},
+		{name: "bad namespace glob", file: head + ok + "namespaces = [\"team-[\"]\n",
+			want: []string{"FILE:8: plugins.rules[0].namespaces: bad pattern"}},
+		{name: "reserved name", file: head + ok + "name = \"default_deny\"\n",
+			want: []string{"FILE:8: plugins.rules[0].name: name \"default_deny\" is reserved"}},
+		{name: "empty name", file: head + ok + "name = \"\"\n",
+			want: []string{"FILE:8: plugins.rules[0].name: empty name"}},
+		{name: "duplicate name", file: head + ok + "name = \"x\"\n\n[[plugins.rules]]\n" + ok + "name = \"x\"\n",
+			want: []string{"FILE:14: plugins.rules[1].name: \"x\" is also the name of plugins.rules[0]"}},
+		{name: "unset variable", file: head + "plugins = [\"${NO_SUCH_PLUGIN}\"]\nverbs = [\"get\"]\nresources = [\"pods\"]\n",
+			want: []string{"FILE:5: plugins.rules[0].plugins: environment variable NO_SUCH_PLUGIN is not set"}},
+		{name: "a table, not a list of tables", file: "[plugins.rules]\nplugins = [\"a\"]\n",
+			want: []string{"FILE:1: plugins.rules: want a list of tables, written [[plugins.rules]], got a table"}},
+		{name: "a list of strings", file: "[plugins]\nrules = [\"a\"]\n",
+			want: []string{"FILE:2: plugins.rules[0]: want a table, got a string"}},
+		{name: "inline entry", file: "[plugins]\nrules = [\n  { plugins = [\"a\"], verbs = [\"get\"], resources = [\"pods\"] },\n  { plugins = [\"a\"],\n verbs = [\"x\"], resources = [\"pods\"] },\n]\n",
+			want: []string{"FILE:5: plugins.rules[1].verbs: unknown verb \"x\""}},
+		{name: "errors in several entries, in file order",
+			file: head + "plugins = [\"a\"]\nverbs = [\"destroy\"]\nresources = [\"pods\"]\n\n[[plugins.rules]]\n" +
+				"plugins = [\"a\"]\nverbs = [\"get\"]\nresources = [\"pod\"]\n\n[log]\nformat = \"xml\"\n",
+			want: []string{
+				"FILE:6: plugins.rules[0].verbs",
+				"FILE:12: plugins.rules[1].resources",
+				"FILE:15: log.format",
+			}, ordered: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, path, err := load(t, tt.file, nil)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			if cfg != nil {
+				t.Error("Load returned a configuration along with its error")
+			}
+			msg := err.Error()
+			last := -1
+			for _, w := range tt.want {
+				w = strings.ReplaceAll(w, "FILE", path)
+				i := strings.Index(msg, w)
+				if i < 0 {
+					t.Errorf("error %q does not contain %q", msg, w)
+					continue
+				}
+				if tt.ordered && i < last {
+					t.Errorf("error %q: %q is out of order", msg, w)
+				}
+				last = i
+			}
+		})
+	}
+}
+
+func TestWriteTOMLRoundTripRules(t *testing.T) {
+	file := rulesFile + `
+[[plugins.rules]]
+name = "odd \"name\" $$x"
+plugins = ["*"]
+verbs = ["*"]
+resources = ["*/scale"]
+`
+	first, _, err := load(t, file, map[string]string{"PLUGIN": "get_all", "PLUGINS_READ_ONLY": "true"}, "--plugins-allowed=neat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "third rule's name", first.Plugins.Rules[2].Name, `odd "name" $x`)
+	var out bytes.Buffer
+	if err := first.WriteTOML(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "\n[[plugins.rules]] # plugins.rules[0]; file ") {
+		t.Errorf("no [[plugins.rules]] in:\n%s", out.String())
+	}
+	second, path, err := load(t, out.String(), nil)
+	if err != nil {
+		t.Fatalf("written TOML does not load: %v\n%s", err, out.String())
+	}
+	if !reflect.DeepEqual(first.Plugins, second.Plugins) {
+		t.Errorf("round trip changed the plugins:\nfirst  %+v\nsecond %+v\nTOML:\n%s", first.Plugins, second.Plugins, out.String())
+	}
+	for key, v := range second.Values() {
+		if lookupSetting(key).unused != "" {
+			continue
+		}
+		if v.Source != SourceFile || !strings.HasPrefix(v.Origin, path+":") {
+			t.Errorf("%s = %+v after the round trip, want it from a line of %s", key, v, path)
+		}
+	}
+
+	// JSON shows the rules as data, with the defaults filled in.
+	var js bytes.Buffer
+	if err := first.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Values map[string]struct {
+			Value json.RawMessage `json:"value"`
+		} `json:"values"`
+	}
+	var rules []map[string]any
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatalf("%v\n%s", err, js.String())
+	}
+	if err := json.Unmarshal(got.Values["plugins.rules"].Value, &rules); err != nil {
+		t.Fatalf("%v\n%s", err, js.String())
+	}
+	if len(rules) != 3 || rules[0]["name"] != "evictions" || rules[1]["name"] != nil ||
+		!reflect.DeepEqual(rules[0]["namespaces"], []any{"*"}) || !reflect.DeepEqual(rules[1]["verbs"], []any{"get", "list"}) {
+		t.Errorf("JSON rules = %v", rules)
+	}
+}
+
+func TestKeyLines(t *testing.T) {
+	doc := `[plugins]
+enabled = true
+
+[[plugins.rules]]
+plugins = ["a"]
+
+[[plugins.rules]]
+verbs = ["get"]
+[plugins.rules.sub]
+x = 1
+
+[other]
+list = [
+  { a = 1 },
+  {
+    b = 2 },
+]
+`
+	want := map[string]int{
+		"plugins": 1, "plugins.enabled": 2,
+		"plugins.rules": 4, "plugins.rules[0]": 4, "plugins.rules[0].plugins": 5,
+		"plugins.rules[1]": 7, "plugins.rules[1].verbs": 8,
+		"plugins.rules[1].sub": 9, "plugins.rules[1].sub.x": 10,
+		"other": 12, "other.list": 13, "other.list[0]": 14, "other.list[0].a": 14,
+		"other.list[1]": 15, "other.list[1].b": 16,
+	}
+	check(t, "keyLines", keyLines([]byte(doc)), want)
+}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy/rulesyntax"
 )
 
 // loadFile applies a TOML file. Every key must be known and of the right
@@ -41,9 +43,13 @@ type fileWalk struct {
 	seen  map[string]string // canonical key -> the file key that set it
 }
 
+// origin is the file and line of key, or of the nearest table above it
+// that has a line, such as plugins.rules[2] for plugins.rules[2].verbs.
 func (f *fileWalk) origin(key string) string {
-	if line, ok := f.lines[key]; ok {
-		return fmt.Sprintf("%s:%d", f.path, line)
+	for k := key; k != ""; k = k[:max(strings.LastIndexAny(k, ".["), 0)] {
+		if line, ok := f.lines[k]; ok {
+			return fmt.Sprintf("%s:%d", f.path, line)
+		}
 	}
 	return f.path
 }
@@ -87,6 +93,10 @@ func (f *fileWalk) apply(s *setting, key string, raw any) {
 		return
 	}
 	f.seen[s.key] = key
+	if s.kind == kindRules {
+		f.applyRules(s, key, raw)
+		return
+	}
 	v, disp, err := f.l.fromTOML(s, raw)
 	if err != nil {
 		f.l.fail(origin, key, err)
@@ -96,6 +106,164 @@ func (f *fileWalk) apply(s *setting, key string, raw any) {
 		origin += " (" + key + ")"
 	}
 	f.l.set(s, v, disp, SourceFile, origin)
+}
+
+// ruleFields are the keys of one [[plugins.rules]] entry.
+var ruleFields = []string{"name", "plugins", "clusters", "verbs", "resources", "namespaces"}
+
+// applyRules reads [[plugins.rules]]: every entry is checked, and every
+// problem reported with its own key (plugins.rules[2].verbs) and line.
+func (f *fileWalk) applyRules(s *setting, key string, raw any) {
+	list, ok := raw.([]any)
+	if !ok {
+		f.l.fail(f.origin(key), key, fmt.Errorf("want a list of tables, written [[%s]], got %s", key, tomlType(raw)))
+		return
+	}
+	errs := len(f.l.errs)
+	rules := make([]Rule, 0, len(list))
+	names := map[string]string{}
+	for i, item := range list {
+		entry := fmt.Sprintf("%s[%d]", key, i)
+		r, ok := f.rule(entry, item)
+		if !ok {
+			continue
+		}
+		if r.Name != "" {
+			if other, dup := names[r.Name]; dup {
+				f.l.fail(f.origin(entry+".name"), entry+".name", fmt.Errorf("%q is also the name of %s", r.Name, other))
+			}
+			names[r.Name] = entry
+		}
+		rules = append(rules, r)
+	}
+	if len(f.l.errs) > errs {
+		return
+	}
+	f.l.set(s, rules, cloneRules(rules), SourceFile, f.origin(key))
+}
+
+// rule reads one entry of [[plugins.rules]], named entry (plugins.rules[2]).
+func (f *fileWalk) rule(entry string, item any) (Rule, bool) {
+	table, ok := item.(map[string]any)
+	if !ok {
+		f.l.fail(f.origin(entry), entry, fmt.Errorf("want a table, got %s", tomlType(item)))
+		return Rule{}, false
+	}
+	errs := len(f.l.errs)
+	fail := func(field string, err error) {
+		f.l.fail(f.origin(entry+"."+field), entry+"."+field, err)
+	}
+	keys := sortedKeys(table)
+	sort.SliceStable(keys, func(i, j int) bool {
+		return f.lines[entry+"."+keys[i]] < f.lines[entry+"."+keys[j]]
+	})
+	var r Rule
+	lists := map[string]*[]string{
+		"plugins": &r.Plugins, "clusters": &r.Clusters, "verbs": &r.Verbs,
+		"resources": &r.Resources, "namespaces": &r.Namespaces,
+	}
+	for _, k := range keys {
+		v := table[k]
+		if k == "name" {
+			str, ok := v.(string)
+			if !ok {
+				fail(k, fmt.Errorf("want a string, got %s", tomlType(v)))
+				continue
+			}
+			str, err := f.l.expandEnv(str)
+			if err == nil {
+				err = rulesyntax.CheckName(str)
+			}
+			if err != nil {
+				fail(k, err)
+				continue
+			}
+			r.Name = str
+			continue
+		}
+		dst, known := lists[k]
+		if !known {
+			err := fmt.Errorf("unknown key (want %s)", strings.Join(ruleFields, ", "))
+			if guess := suggestField(k); guess != "" {
+				err = fmt.Errorf("unknown key (did you mean %s?)", guess)
+			}
+			fail(k, err)
+			continue
+		}
+		items, err := f.l.stringList(v)
+		if errors.Is(err, errNotStrings) {
+			err = fmt.Errorf("want a list of strings, got %s", tomlType(v))
+		}
+		if err == nil && len(items) == 0 {
+			err = fmt.Errorf("empty list; %s", ruleFieldHelp[k])
+		}
+		if err == nil {
+			err = checkRuleField(k, items)
+		}
+		if err != nil {
+			fail(k, err)
+			continue
+		}
+		*dst = items
+	}
+	for _, k := range []string{"plugins", "verbs", "resources"} {
+		if _, set := table[k]; !set {
+			f.l.fail(f.origin(entry), entry+"."+k, fmt.Errorf("missing; %s", ruleFieldHelp[k]))
+		}
+	}
+	if r.Clusters == nil {
+		r.Clusters = []string{"*"}
+	}
+	if r.Namespaces == nil {
+		r.Namespaces = []string{"*"}
+	}
+	return r, len(f.l.errs) == errs
+}
+
+var ruleFieldHelp = map[string]string{
+	"plugins":    `name the plugins the rule is for, as globs (["evict", "drain*"], or ["*"] for all)`,
+	"clusters":   `leave clusters out for every cluster`,
+	"verbs":      `name the verbs it allows (get, list, watch, create, update, patch, delete, deletecollection, or "*")`,
+	"resources":  `name the resources it allows ("pods", "pods/log", "deployments.apps", "*/scale", or "*")`,
+	"namespaces": `leave namespaces out for every namespace and cluster-scoped requests, or write "" for cluster-scoped ones only`,
+}
+
+// checkRuleField checks the items of one list of a rule.
+func checkRuleField(field string, items []string) error {
+	for _, item := range items {
+		var err error
+		switch field {
+		case "plugins":
+			err = glob(item)
+		case "clusters":
+			if item == "" {
+				err = fmt.Errorf("empty cluster name or pattern")
+			} else {
+				err = rulesyntax.CheckGlob(item)
+			}
+		case "namespaces":
+			err = rulesyntax.CheckGlob(item)
+		case "verbs":
+			err = rulesyntax.CheckVerb(item)
+		case "resources":
+			_, err = rulesyntax.ParseResource(item)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// suggestField returns the rule key closest to a misspelt one.
+func suggestField(key string) string {
+	best, bestDist := "", 3
+	for _, k := range ruleFields {
+		if d := distance(key, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
 }
 
 // fromTOML converts a decoded TOML value, expanding ${VAR} in strings.
@@ -275,47 +443,85 @@ func join(prefix, key string) string {
 }
 
 // keyLines maps each dotted key of a TOML document to the line it is
-// first written on, for error messages.
+// first written on, for error messages. An entry of an array of tables is
+// indexed: the second [[plugins.rules]] is plugins.rules[1], and its verbs
+// plugins.rules[1].verbs; plugins.rules itself is the first entry's line.
+// Inline tables in an array (rules = [{...}, {...}]) are indexed alike.
 func keyLines(data []byte) map[string]int {
 	lines := map[string]int{}
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
-	record := func(prefix []string, it unstable.Iterator) []string {
+	last := map[string]int{} // array of tables -> index of its latest entry
+	mark := func(key []string, n *unstable.Node) {
+		dotted := strings.Join(key, ".")
+		if _, ok := lines[dotted]; !ok {
+			lines[dotted] = p.Shape(n.Raw).Start.Line
+		}
+	}
+	// record appends the parts of a key to prefix. A part that names an
+	// array of tables gets the index of its latest entry, or, as the last
+	// part of an [[array]] header, the index of the entry it opens.
+	record := func(prefix []string, it unstable.Iterator, header bool) []string {
 		key := append([]string(nil), prefix...)
 		for it.Next() {
 			n := it.Node()
 			key = append(key, string(n.Data))
+			mark(key, n)
 			dotted := strings.Join(key, ".")
-			if _, ok := lines[dotted]; !ok {
-				lines[dotted] = p.Shape(n.Raw).Start.Line
+			i, isArray := last[dotted]
+			if header && it.IsLast() {
+				if isArray {
+					i++
+				}
+				last[dotted], isArray = i, true
+			}
+			if isArray {
+				key[len(key)-1] += fmt.Sprintf("[%d]", i)
+				mark(key, n)
 			}
 		}
 		return key
 	}
 	var inline func(prefix []string, n *unstable.Node)
+	var array func(key []string, n *unstable.Node)
+	value := func(key []string, v *unstable.Node) {
+		switch v.Kind {
+		case unstable.InlineTable:
+			inline(key, v)
+		case unstable.Array:
+			array(key, v)
+		}
+	}
 	inline = func(prefix []string, n *unstable.Node) {
 		for it := n.Children(); it.Next(); {
 			kv := it.Node()
 			if kv.Kind != unstable.KeyValue {
 				continue
 			}
-			key := record(prefix, kv.Key())
-			if v := kv.Value(); v.Kind == unstable.InlineTable {
-				inline(key, v)
+			value(record(prefix, kv.Key(), false), kv.Value())
+		}
+	}
+	array = func(key []string, n *unstable.Node) {
+		i := 0
+		for it := n.Children(); it.Next(); i++ {
+			if v := it.Node(); v.Kind == unstable.InlineTable {
+				entry := append([]string(nil), key...)
+				entry[len(entry)-1] += fmt.Sprintf("[%d]", i)
+				mark(entry, v)
+				inline(entry, v)
 			}
 		}
 	}
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
-		case unstable.Table, unstable.ArrayTable:
-			table = record(nil, e.Key())
+		case unstable.Table:
+			table = record(nil, e.Key(), false)
+		case unstable.ArrayTable:
+			table = record(nil, e.Key(), true)
 		case unstable.KeyValue:
-			key := record(table, e.Key())
-			if v := e.Value(); v.Kind == unstable.InlineTable {
-				inline(key, v)
-			}
+			value(record(table, e.Key(), false), e.Value())
 		}
 	}
 	return lines

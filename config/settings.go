@@ -20,10 +20,11 @@ const (
 	kindStringMap  // a table of strings, only in the file
 	kindPath       // a string with ~ expanded
 	kindPaths      // a list of paths
+	kindRules      // a list of [[plugins.rules]] tables, only in the file
 )
 
 func (k kind) String() string {
-	return [...]string{"boolean", "integer", "string", "duration", "list of strings", "table of string lists", "table of strings", "path", "list of paths"}[k]
+	return [...]string{"boolean", "integer", "string", "duration", "list of strings", "table of string lists", "table of strings", "path", "list of paths", "list of tables"}[k]
 }
 
 // setting describes one configuration key: where it can be set, its default
@@ -73,8 +74,12 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return (*keptEmpty)(&c.Plugins.DestructivePatterns) }, check: globs},
 	{key: "plugins.read_only", kind: kindBool, def: "false", env: "PLUGINS_READ_ONLY",
 		ptr: func(c *Config) any { return &c.Plugins.ReadOnly }},
-	// The two tables come last: WriteTOML opens a [plugins.*] table for each,
-	// and a plain plugins key written after them would land inside one.
+	// The tables come last: WriteTOML opens a [[plugins.rules]] or
+	// [plugins.*] table for each, and a plain plugins key written after them
+	// would land inside one. Empty rules are written `rules = []`, a plain
+	// key, so they come first.
+	{key: "plugins.rules", kind: kindRules,
+		ptr: func(c *Config) any { return &c.Plugins.Rules }},
 	{key: "plugins.cluster_plugins", kind: kindStringsMap,
 		ptr: func(c *Config) any { return &c.Plugins.ClusterPlugins }, check: clusterPlugins},
 	{key: "plugins.pins", kind: kindStringMap,

@@ -52,6 +52,26 @@ func (c *Config) WriteTOML(w io.Writer) error {
 			fmt.Fprintf(&b, "# %s = <redacted> # %s\n", name, comment)
 			continue
 		}
+		if rules, _ := v.Value.([]Rule); s.kind == kindRules && len(rules) > 0 {
+			for i, r := range rules {
+				fmt.Fprintf(&b, "\n[[%s]] # %s[%d]", s.key, s.key, i)
+				if i == 0 {
+					fmt.Fprintf(&b, "; %s", comment)
+				}
+				b.WriteByte('\n')
+				if r.Name != "" {
+					fmt.Fprintf(&b, "name = %s\n", tomlString(r.Name))
+				}
+				for _, f := range []struct {
+					name  string
+					items []string
+				}{{"plugins", r.Plugins}, {"clusters", r.Clusters}, {"verbs", r.Verbs}, {"resources", r.Resources}, {"namespaces", r.Namespaces}} {
+					fmt.Fprintf(&b, "%s = %s\n", f.name, tomlValue(f.items))
+				}
+			}
+			table = s.key
+			continue
+		}
 		if s.kind == kindStringsMap || s.kind == kindStringMap {
 			fmt.Fprintf(&b, "\n[%s] # %s\n", s.key, comment)
 			switch m := v.Value.(type) {
@@ -85,6 +105,8 @@ func tomlValue(v any) string {
 		return strconv.FormatBool(v)
 	case int:
 		return strconv.Itoa(v)
+	case []Rule: // none: the written form of some is [[tables]]
+		return "[]"
 	case []string:
 		quoted := make([]string, len(v))
 		for i, s := range v {

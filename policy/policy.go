@@ -20,6 +20,9 @@ type Rules struct {
 	Destructive []string
 	ReadOnly    bool              // deny every destructive plugin
 	Pins        map[string]string // plugin name -> "sha256:<64 hex>"
+	// Requests are the [[plugins.rules]] entries, in order: what API
+	// requests a running plugin may make (see DecideRequest).
+	Requests []RequestRule
 }
 
 // Plugin is what policy needs to know of a plugin.
@@ -47,6 +50,7 @@ type Policy struct {
 	destructive []pattern
 	readOnly    bool
 	pins        map[string]pin // by normalised plugin name
+	requests    []requestRule
 }
 
 // pattern is a glob as configured and as matched.
@@ -75,8 +79,8 @@ func NormalizeName(name string) string {
 }
 
 // New checks r and returns its Policy. Errors name the offending key, such
-// as `blocked_plugins[1]` or `pins.evict`; a bad glob's error wraps
-// path.ErrBadPattern.
+// as `blocked_plugins[1]`, `pins.evict` or `rules[2].verbs[0]`; a bad glob's
+// error wraps path.ErrBadPattern.
 func New(r Rules) (*Policy, error) {
 	p := &Policy{allowAny: r.AllowAny, readOnly: r.ReadOnly}
 	var err error
@@ -121,6 +125,9 @@ func New(r Rules) (*Policy, error) {
 			return nil, fmt.Errorf("pins.%s: names the same plugin as pins.%s; keep one", key, other.key)
 		}
 		p.pins[name] = pin{key: key, digest: digest}
+	}
+	if p.requests, err = newRequestRules(r.Requests); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

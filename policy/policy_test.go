@@ -344,6 +344,7 @@ func TestExampleConfigs(t *testing.T) {
 			p, err := New(Rules{
 				Allowed: pc.AllowedPlugins, Blocked: pc.BlockedPlugins, AllowAny: pc.AllowAnyPlugin,
 				ClusterPlugins: pc.ClusterPlugins, Destructive: pc.DestructivePatterns, ReadOnly: pc.ReadOnly, Pins: pc.Pins,
+				Requests: requestRules(pc.Rules),
 			})
 			if err != nil {
 				t.Fatal(err)
