@@ -21,6 +21,7 @@ type Config struct {
 	Plugins  Plugins
 	Clusters Clusters
 	Sandbox  Sandbox
+	Audit    Audit
 	Server   Server
 	Log      Log
 
@@ -128,6 +129,12 @@ type Sandbox struct {
 	CPUMillicores int
 	NoFileLimit   int
 	TmpMiB        int
+}
+
+// Audit is the [audit] table.
+type Audit struct {
+	// File receives one JSON line per API request and per call; "" logs only.
+	File string
 }
 
 // Server is the [server] table.

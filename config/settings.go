@@ -120,6 +120,9 @@ var settings = []*setting{
 	{key: "sandbox.tmp_mib", kind: kindInt, def: "64",
 		ptr: func(c *Config) any { return &c.Sandbox.TmpMiB }, check: atLeast(1)},
 
+	{key: "audit.file", kind: kindPath, env: "PLUGINS_AUDIT_FILE",
+		ptr: func(c *Config) any { return &c.Audit.File }},
+
 	{key: "server.port", kind: kindInt, def: "0", flag: "port",
 		usage: "Serve MCP over HTTP on this port; 0 serves stdio", ptr: func(c *Config) any { return &c.Server.Port }, check: port},
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
@@ -38,7 +39,26 @@ var resultSchema = json.RawMessage(`{
     "sandbox": {"type": "string", "description": "The sandbox backend that ran it; \"none\" means no sandbox: a plain process with the server's rights."},
     "truncated": {"type": "boolean", "description": "True when output beyond the server's cap was dropped."},
     "status": {"type": "string", "description": "ok (exit 0), failed (non-zero exit), timeout, cancelled, killed (a signal); refused (not run: policy, unknown plugin or cluster, forbidden arguments, no sandbox) or error (not run: the call could not be prepared)."},
-    "message": {"type": "string", "description": "Why the call did not end with status ok, in words."}
+    "message": {"type": "string", "description": "Why the call did not end with status ok, in words."},
+    "api_requests": {
+      "type": "array",
+      "description": "Every Kubernetes API request the plugin made, as the call's gateway decided and audited it: what the plugin did to the cluster.",
+      "items": {
+        "type": "object",
+        "properties": {
+          "method": {"type": "string"}, "path": {"type": "string"},
+          "verb": {"type": "string"}, "group": {"type": "string"}, "version": {"type": "string"},
+          "resource": {"type": "string"}, "subresource": {"type": "string"},
+          "namespace": {"type": "string"}, "name": {"type": "string"},
+          "decision": {"type": "string", "description": "allow or deny"},
+          "rule": {"type": "string", "description": "The policy rule that decided."},
+          "reason": {"type": "string", "description": "Why a request was denied."},
+          "status": {"type": "integer", "description": "HTTP status the plugin got."},
+          "bytes_in": {"type": "integer"}, "bytes_out": {"type": "integer"},
+          "latency_ms": {"type": "number"}
+        }
+      }
+    }
   },
   "required": ["plugin", "cluster", "output", "error", "exit_code", "status", "sandbox"]
 }`)
@@ -151,10 +171,44 @@ func (s *Server) resultOf(res *runtime.Result) *mcp.CallToolResult {
 	if res.Message != "" {
 		b.WriteString("\nmessage: " + res.Message)
 	}
+	writeAPIRequests(&b, res)
 	return &mcp.CallToolResult{
 		Content:           []mcp.Content{mcp.NewTextContent(b.String())},
 		StructuredContent: res,
 		IsError:           res.Status != runtime.StatusOK,
+	}
+}
+
+// writeAPIRequests says what the plugin did to the cluster: how many API
+// requests, and each denied one with its rule, so a model sees why a
+// plugin printed "Forbidden".
+func writeAPIRequests(b *strings.Builder, res *runtime.Result) {
+	if len(res.APIRequests) == 0 {
+		return
+	}
+	denied := 0
+	for _, r := range res.APIRequests {
+		if r.Decision != gateway.Allow {
+			denied++
+		}
+	}
+	fmt.Fprintf(b, "\nAPI requests: %d (%d denied by policy)", len(res.APIRequests), denied)
+	for _, r := range res.APIRequests {
+		if r.Decision == gateway.Allow {
+			continue
+		}
+		what := r.Resource
+		if r.Subresource != "" {
+			what += "/" + r.Subresource
+		}
+		if what == "" {
+			what = r.Path
+		}
+		fmt.Fprintf(b, "\n  denied: %s %s", r.Verb, what)
+		if r.Namespace != "" {
+			fmt.Fprintf(b, " in %s", r.Namespace)
+		}
+		fmt.Fprintf(b, " (rule %s)", r.Rule)
 	}
 }
 

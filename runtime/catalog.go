@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -70,6 +71,7 @@ type Runtime struct {
 	discovery *discovery.Manager
 	clusters  *clusters.Registry
 	limiter   *limiter
+	audit     *auditLog
 
 	mu    sync.Mutex
 	stats map[string]*usage
@@ -96,6 +98,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 		Destructive:    cfg.Plugins.DestructivePatterns,
 		ReadOnly:       cfg.Plugins.ReadOnly,
 		Pins:           cfg.Plugins.Pins,
+		Requests:       requestRules(cfg.Plugins.Rules),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("plugin policy: %w", err)
@@ -111,8 +114,12 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if reg == nil {
 		reg = clusters.Empty()
 	}
+	audit, err := openAudit(cfg.Audit.File, log.Named("audit"))
+	if err != nil {
+		return nil, err
+	}
 	r := &Runtime{cfg: cfg, log: log, policy: pol, backend: backend, stats: map[string]*usage{},
-		clusters: reg, limiter: newLimiter(cfg.Plugins.MaxConcurrent)}
+		clusters: reg, limiter: newLimiter(cfg.Plugins.MaxConcurrent), audit: audit}
 	r.discovery = discovery.NewManager(discovery.Options{
 		Dirs:      discovery.SearchDirs(opts.PathEnv, cfg.Plugins.PluginPaths, opts.KrewRoot),
 		Backend:   backend,
@@ -120,6 +127,15 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 		Logger:    log.Named("discovery"),
 	})
 	return r, nil
+}
+
+// requestRules maps [[plugins.rules]] to policy's request rules.
+func requestRules(rules []config.Rule) []policy.RequestRule {
+	out := make([]policy.RequestRule, len(rules))
+	for i, r := range rules {
+		out[i] = policy.RequestRule{Name: r.Name, Plugins: r.Plugins, Clusters: r.Clusters, Verbs: r.Verbs, Resources: r.Resources, Namespaces: r.Namespaces}
+	}
+	return out
 }
 
 // pluginPath is the PATH a plugin runs with: the folder of kubectl_path
@@ -188,10 +204,11 @@ func selectBackend(ctx context.Context, cfg *config.Config, pathEnv string, log 
 // Close waits for the sandboxes of finished calls to be removed and
 // releases the backend.
 func (r *Runtime) Close() error {
+	var err error
 	if c, ok := r.backend.(io.Closer); ok {
-		return c.Close()
+		err = c.Close()
 	}
-	return nil
+	return errors.Join(err, r.audit.Close())
 }
 
 // Backend names the sandbox backend plugins run in, or "" when none is available.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
 )
 
 // Call is one plugin run an agent asked for.
@@ -52,6 +54,9 @@ type Result struct {
 	Status    Status `json:"status"`
 	// Message says in words why a call did not end with status ok.
 	Message string `json:"message,omitempty"`
+	// APIRequests are the Kubernetes API requests the plugin made, each as
+	// the call's gateway decided and audited it.
+	APIRequests []gateway.Record `json:"api_requests"`
 }
 
 // MaxStdin is the most standard input one call may carry.

@@ -6,6 +6,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
 )
 
@@ -15,8 +16,11 @@ type SandboxProfile struct {
 	Plugin  string `json:"plugin"`
 	Cluster string `json:"cluster"`
 	// Options are the profile's steps, top to bottom.
-	Options []string    `json:"options"`
-	Spec    *specs.Spec `json:"spec"`
+	Options []string `json:"options"`
+	// RequestRules decide, in order, every API request the call's gateway
+	// receives.
+	RequestRules []policy.RequestRuleView `json:"request_rules"`
+	Spec         *specs.Spec              `json:"spec"`
 }
 
 // ProfileCallID stands for the call id a real call would have.
@@ -43,7 +47,7 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 	if err != nil {
 		return nil, fmt.Errorf("sandbox profile of %s: %w", p.Name, err)
 	}
-	out := &SandboxProfile{Plugin: p.Name, Cluster: clusterName, Spec: spec}
+	out := &SandboxProfile{Plugin: p.Name, Cluster: clusterName, Spec: spec, RequestRules: r.policy.RequestRules(p.Name, clusterName)}
 	for _, o := range container.Profile(call) {
 		out.Options = append(out.Options, o.Name)
 	}

@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
 
@@ -60,13 +63,24 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 		Stdout: stdout,
 		Stderr: stderr,
 	}
+	var gw *gateway.Gateway
+	var records recordList
 	if cluster != nil {
-		spec.Kubeconfig = cluster.Kubeconfig
+		gw, err = r.gatewayFor(res.CallID, plugin.Name, cluster, &records)
+		if err != nil {
+			return nil, fmt.Errorf("start the API gateway of call %s: %w", res.CallID, err)
+		}
+		defer gw.Close()
+		spec.Cluster = &sandbox.ClusterAccess{Serve: gw.Serve, Kubeconfig: gw.Kubeconfig}
 	}
 	if call.Stdin != "" {
 		spec.Stdin = strings.NewReader(call.Stdin)
 	}
 	run, runErr := r.backend.Run(runCtx, spec)
+	if gw != nil {
+		gw.Close() // every request is audited once Close returns
+	}
+	res.APIRequests = records.all()
 	res.Duration = time.Since(res.Timestamp)
 	res.DurationMS = res.Duration.Milliseconds()
 	res.Output, res.Error, res.ExitCode = stdout.String(), stderr.String(), run.ExitCode
@@ -94,8 +108,48 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 		res.Status = StatusOK
 	}
 	r.record(plugin.Name, res)
+	r.audit.call(res, call.Args)
 	log.Info("call finished", "status", res.Status, "exit_code", res.ExitCode, "duration_ms", res.DurationMS, "truncated", res.Truncated)
 	return res, nil
+}
+
+// gatewayFor starts the call's API gateway: it holds the cluster's
+// credentials, decides every request against the request policy, and
+// audits each one.
+func (r *Runtime) gatewayFor(callID, plugin string, cluster *clusters.Cluster, records *recordList) (*gateway.Gateway, error) {
+	return gateway.New(gateway.Config{
+		CallID:   callID,
+		Plugin:   plugin,
+		Cluster:  cluster.Name,
+		Upstream: cluster.REST,
+		Decide: func(req gateway.Request) gateway.Decision {
+			d := r.policy.DecideRequest(plugin, cluster.Name, policy.Request(req))
+			return gateway.Decision{Allowed: d.Allowed, Reason: d.Reason, Rule: d.Rule}
+		},
+		Audit: func(rec gateway.Record) {
+			records.add(rec)
+			r.audit.request(rec)
+		},
+		Logger: r.log.Named("gateway"),
+	})
+}
+
+// recordList collects a call's audit records as the gateway emits them.
+type recordList struct {
+	mu      sync.Mutex
+	records []gateway.Record
+}
+
+func (l *recordList) add(rec gateway.Record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, rec)
+}
+
+func (l *recordList) all() []gateway.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]gateway.Record{}, l.records...)
 }
 
 // admit decides, before anything runs, whether the call may run and where.

@@ -87,16 +87,20 @@ backend = "none"
 func TestExecuteGivesThePluginOnlyItsCluster(t *testing.T) {
 	rt, e := newRuntime(t, "")
 	ctx := context.Background()
+	// The plugin's kubeconfig names the call's gateway and holds no secret;
+	// the gateway adds the credentials.
 	for _, target := range e.clusters.All {
 		res, err := rt.Execute(ctx, Call{Plugin: "showkube", Cluster: target.Name})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, other := range e.clusters.All {
-			has := strings.Contains(res.Output, other.Token)
-			if has != (other.Name == target.Name) {
-				t.Errorf("call on %s: kubeconfig has %s's token = %v:\n%s", target.Name, other.Name, has, res.Output)
+		for _, secret := range []string{e.clusters.All[0].Token, e.clusters.All[1].Token, "token", "password", "client-key", "exec", "auth-provider"} {
+			if strings.Contains(res.Output, secret) {
+				t.Errorf("call on %s: the plugin's kubeconfig contains %q:\n%s", target.Name, secret, res.Output)
 			}
+		}
+		if !strings.Contains(res.Output, "server: https://127.0.0.1:") || strings.Contains(res.Output, target.Server) {
+			t.Errorf("call on %s: kubeconfig does not name the gateway:\n%s", target.Name, res.Output)
 		}
 		if res.Status != StatusOK || res.Sandbox != "none" || res.Cluster != target.Name || res.CallID == "" {
 			t.Errorf("result = %+v", res)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,9 +43,20 @@ func (n None) Run(ctx context.Context, spec Spec) (Result, error) {
 		path = "/usr/local/bin:/usr/bin:/bin"
 	}
 	kubeconfig := "/dev/null"
-	if spec.Kubeconfig != nil {
+	if spec.Cluster != nil {
+		// Any local process can reach this port: none isolates nothing.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return Result{ExitCode: -1}, fmt.Errorf("prepare %s: listen for its cluster: %w", spec.Plugin, err)
+		}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			spec.Cluster.Serve(l)
+		}()
+		defer func() { l.Close(); <-served }()
 		kubeconfig = filepath.Join(work, "kubeconfig")
-		if err := clientcmd.WriteToFile(*spec.Kubeconfig, kubeconfig); err != nil {
+		if err := clientcmd.WriteToFile(*spec.Cluster.Kubeconfig(l.Addr().String()), kubeconfig); err != nil {
 			return Result{ExitCode: -1}, fmt.Errorf("prepare %s: write kubeconfig: %w", spec.Plugin, err)
 		}
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"net"
 
 	"errors"
 	"fmt"
@@ -32,14 +33,22 @@ type Spec struct {
 	// Env holds extra variables, KEY=VALUE. Each backend sets PATH, HOME,
 	// TMPDIR and KUBECONFIG itself, and passes nothing else of the server's.
 	Env []string
-	// Kubeconfig holds the target cluster's context only, or nil for no
-	// cluster. The backend decides where the plugin finds it and which
-	// address it names.
-	Kubeconfig *clientcmdapi.Config
+	// Cluster is the plugin's way to its one cluster, or nil for none.
+	Cluster *ClusterAccess
 	// Stdin is the plugin's standard input; nil means empty.
 	Stdin io.Reader
 	// Stdout and Stderr receive the plugin's output; nil discards it.
 	Stdout, Stderr io.Writer
+}
+
+// ClusterAccess is how a plugin reaches its cluster: through the call's API
+// gateway, which the backend serves where the plugin, and only it, can
+// connect, and a kubeconfig naming that address and holding no secret.
+type ClusterAccess struct {
+	// Serve serves the gateway on l until l is closed.
+	Serve func(l net.Listener) error
+	// Kubeconfig is the plugin's kubeconfig for the gateway at addr.
+	Kubeconfig func(addr string) *clientcmdapi.Config
 }
 
 // Result is how a run ended.

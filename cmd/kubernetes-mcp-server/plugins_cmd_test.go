@@ -172,3 +172,49 @@ func TestPluginsInfo(t *testing.T) {
 		t.Errorf("list --filter get*: exit %d\n%s", code, out)
 	}
 }
+
+// profile show prints what a call would run with, without running it.
+func TestProfileShow(t *testing.T) {
+	first, _ := pluginFolders(t)
+	env := []string{"PATH=" + first, "KREW_ROOT=" + t.TempDir()}
+	file := writeFile(t, "[plugins]\nplugin_paths = []\nallow_any_plugin = true\n[sandbox]\nmemory_mib = 96\n"+
+		"[[plugins.rules]]\nname = \"hello-may-evict\"\nplugins = [\"hello\"]\nverbs = [\"create\"]\nresources = [\"pods/eviction\"]\n")
+	out, stderr, code := run(t, env, "profile", "show", "hello", "--output", "json", "--config", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var p struct {
+		Options      []string `json:"options"`
+		RequestRules []struct {
+			Name  string `json:"name"`
+			Allow bool   `json:"allow"`
+		} `json:"request_rules"`
+		Spec struct {
+			Root    struct{ Readonly bool }
+			Process struct {
+				User         struct{ UID int }
+				Args         []string
+				Capabilities struct{ Bounding []string }
+			}
+			Linux struct {
+				Resources struct{ Memory struct{ Limit int64 } }
+			}
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !p.Spec.Root.Readonly || p.Spec.Process.User.UID != 65534 || len(p.Spec.Process.Capabilities.Bounding) != 0 ||
+		p.Spec.Linux.Resources.Memory.Limit != 96<<20 || p.Spec.Process.Args[0] != "/plugin/kubectl-hello" {
+		t.Errorf("spec: %+v", p.Spec)
+	}
+	if len(p.RequestRules) == 0 || p.RequestRules[0].Name != "hello-may-evict" || !p.RequestRules[0].Allow {
+		t.Errorf("request rules: %+v", p.RequestRules)
+	}
+	if len(p.Options) < 15 {
+		t.Errorf("options: %q", p.Options)
+	}
+	if _, stderr, code := run(t, env, "profile", "show", "nope", "--config", file); code == 0 || !strings.Contains(stderr, `plugin "nope" not found`) {
+		t.Errorf("profile show nope: %d %s", code, stderr)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -11,7 +12,7 @@ func newProfileCommand() *cobra.Command {
 		Use:   "profile",
 		Short: "Audit the sandbox a plugin call gets",
 	}
-	var cluster string
+	var cluster, output string
 	var explain bool
 	show := &cobra.Command{
 		Use:   "show NAME",
@@ -20,7 +21,9 @@ func newProfileCommand() *cobra.Command {
 the plugin NAME on --cluster (default: default_cluster). It is computed
 from the configuration by the same code the sandbox uses; nothing runs.
 CALL-ID stands for the call's id and ARGS for its arguments. --explain
-prints the profile's named options, top to bottom, before the spec.`,
+prints the profile's named options, top to bottom, and the request rules
+the call's API gateway applies, before the spec. --output json prints all
+of it as one JSON object: options, request_rules and spec.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd)
@@ -39,17 +42,45 @@ prints the profile's named options, top to bottom, before the spec.`,
 			if err != nil {
 				return err
 			}
+			switch output {
+			case "json":
+				return writeJSON(cmd.OutOrStdout(), p)
+			case "spec":
+			default:
+				return fmt.Errorf("--output must be spec or json, not %q", output)
+			}
 			if explain {
-				fmt.Fprintf(cmd.OutOrStdout(), "# sandbox profile of plugin %s on cluster %q, top to bottom:\n", p.Plugin, p.Cluster)
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "# sandbox profile of plugin %s on cluster %q, top to bottom:\n", p.Plugin, p.Cluster)
 				for i, o := range p.Options {
-					fmt.Fprintf(cmd.OutOrStdout(), "# %2d. %s\n", i+1, o)
+					fmt.Fprintf(out, "# %2d. %s\n", i+1, o)
+				}
+				fmt.Fprintln(out, "# API requests, decided by the first rule that matches:")
+				for _, r := range p.RequestRules {
+					what := strings.Join(r.Resources, ",")
+					if len(r.NonResourceURLs) > 0 {
+						what = strings.Join(r.NonResourceURLs, ",")
+					}
+					verdict := "deny"
+					if r.Allow {
+						verdict = "allow"
+					}
+					line := fmt.Sprintf("#   %-5s %s: verbs %s on %s", verdict, r.Name, strings.Join(r.Verbs, ","), what)
+					if len(r.Except) > 0 {
+						line += " except " + strings.Join(r.Except, ",")
+					}
+					if len(r.Namespaces) > 0 {
+						line += " in namespaces " + strings.Join(r.Namespaces, ",")
+					}
+					fmt.Fprintln(out, line)
 				}
 			}
 			return writeJSON(cmd.OutOrStdout(), p.Spec)
 		},
 	}
 	show.Flags().StringVar(&cluster, "cluster", "", "Target cluster (default: default_cluster)")
-	show.Flags().BoolVar(&explain, "explain", false, "Print the profile's named options as comments before the spec")
+	show.Flags().BoolVar(&explain, "explain", false, "Print the profile's named options and request rules as comments before the spec")
+	show.Flags().StringVarP(&output, "output", "o", "spec", "Output: spec (the OCI spec) or json (options, request rules and spec)")
 	cmd.AddCommand(show)
 	return cmd
 }

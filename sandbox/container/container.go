@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,7 +19,6 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/hashicorp/go-hclog"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/internal/netns"
@@ -177,9 +174,9 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	}
 	undo = append(undo, func() { os.RemoveAll(callDir) })
 
-	call := b.cfg.CallFor(id, spec.Plugin, spec.Args, spec.Env, spec.Kubeconfig != nil)
-	if spec.Kubeconfig != nil {
-		stop, err := b.connectCluster(call, spec.Kubeconfig)
+	call := b.cfg.CallFor(id, spec.Plugin, spec.Args, spec.Env, spec.Cluster != nil)
+	if spec.Cluster != nil {
+		stop, err := b.connectCluster(call, spec.Cluster)
 		if err != nil {
 			return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
 		}
@@ -290,23 +287,9 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	return res, nil
 }
 
-// connectCluster makes the call's network namespace, listens in it, forwards
-// to the cluster's API server, and writes the kubeconfig that names the
-// in-namespace address.
-func (b *Backend) connectCluster(call Call, kc *clientcmdapi.Config) (stop func(), err error) {
-	kc = kc.DeepCopy()
-	cluster := kc.Clusters[kc.Contexts[kc.CurrentContext].Cluster]
-	if cluster == nil {
-		return nil, fmt.Errorf("kubeconfig has no cluster for context %q", kc.CurrentContext)
-	}
-	server, err := url.Parse(cluster.Server)
-	if err != nil || server.Host == "" {
-		return nil, fmt.Errorf("cluster server %q is not a URL", cluster.Server)
-	}
-	target := server.Host
-	if server.Port() == "" {
-		target = net.JoinHostPort(server.Hostname(), map[bool]string{true: "443", false: "80"}[server.Scheme == "https"])
-	}
+// connectCluster makes the call's network namespace, serves the call's
+// gateway inside it, and writes the kubeconfig that names it.
+func (b *Backend) connectCluster(call Call, access *sandbox.ClusterAccess) (stop func(), err error) {
 	ns, err := netns.New(filepath.Dir(call.NetNS), call.ID)
 	if err != nil {
 		return nil, err
@@ -320,39 +303,28 @@ func (b *Backend) connectCluster(call Call, kc *clientcmdapi.Config) (stop func(
 		ns.Close()
 		return nil, err
 	}
-	fwdCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	served := make(chan struct{})
 	go func() {
-		defer close(done)
-		netns.Forward(fwdCtx, l, func(ctx context.Context) (net.Conn, error) {
-			return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", target)
-		}, func(err error) { b.log.Debug("cluster forwarding", "id", call.ID, "error", err) })
+		defer close(served)
+		access.Serve(l)
 	}()
 	stop = func() {
-		cancel()
 		l.Close()
-		<-done
+		<-served
 		if err := ns.Close(); err != nil {
 			b.log.Warn("network namespace not removed", "id", call.ID, "error", err)
 		}
 	}
-
-	// TLS still checks the real server's name through the forwarder.
-	if cluster.TLSServerName == "" {
-		cluster.TLSServerName = server.Hostname()
-	}
-	cluster.Server = fmt.Sprintf("%s://%s", server.Scheme, l.Addr().String())
 	path := call.Kubeconfig
-	if err := clientcmd.WriteToFile(*kc, path); err == nil {
+	if err := clientcmd.WriteToFile(*access.Kubeconfig(l.Addr().String()), path); err == nil {
 		err = os.Chown(path, int(call.User), int(call.User))
+	}
+	if err == nil {
+		err = os.Chmod(path, 0o400)
 	}
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("write the call's kubeconfig: %w", err)
-	}
-	if err := os.Chmod(path, 0o400); err != nil {
-		stop()
-		return nil, err
 	}
 	return stop, nil
 }

@@ -15,9 +15,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
@@ -152,11 +151,11 @@ echo x > /tmp/ok && echo "WROTE tmp"
 ls /sys/class/net
 exit 0`, canary, otherKubeconfig, hostPort, strings.Replace(beta, ":", "/", 1)))
 	before, _ := os.ReadFile(self)
-	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: self, Kubeconfig: kubeconfigOf(t, clusters.All[0].Kubeconfig)})
+	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: self, Cluster: accessTo(t, clusters.All[0])})
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	for _, leak := range []string{"canary-7d1f", "READ", "WROTE /", "WROTE plugin", "WROTE passwd", "REACHED", clusters.All[1].Token} {
+	for _, leak := range []string{"canary-7d1f", "READ", "WROTE /", "WROTE plugin", "WROTE passwd", "REACHED", clusters.All[0].Token, clusters.All[1].Token} {
 		if strings.Contains(r.stdout, leak) {
 			t.Errorf("contained plugin did %q:\n%s\n%s", leak, r.stdout, r.stderr)
 		}
@@ -191,13 +190,20 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-func kubeconfigOf(t testing.TB, path string) *clientcmdapi.Config {
+// accessTo serves a real API gateway for the cluster, allowing every
+// request, as the runtime does for a call (with its policy instead).
+func accessTo(t testing.TB, c *testenv.Cluster) *sandbox.ClusterAccess {
 	t.Helper()
-	cfg, err := clientcmd.LoadFromFile(path)
+	gw, err := gateway.New(gateway.Config{
+		CallID: "test", Plugin: "test", Cluster: c.Name, Upstream: c.REST,
+		Decide: func(gateway.Request) gateway.Decision { return gateway.Decision{Allowed: true, Rule: "test"} },
+		Audit:  func(gateway.Record) {},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg
+	t.Cleanup(func() { gw.Close() })
+	return &sandbox.ClusterAccess{Serve: gw.Serve, Kubeconfig: gw.Kubeconfig}
 }
 
 // Through the sandbox, the real kubens and kubectl reach the target
@@ -211,7 +217,7 @@ func TestKubensReachesOnlyItsCluster(t *testing.T) {
 	}
 	kubens, _ = filepath.EvalSymlinks(kubens)
 	for _, target := range clusters.All {
-		r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: kubens, Kubeconfig: kubeconfigOf(t, target.Kubeconfig)})
+		r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: kubens, Cluster: accessTo(t, target)})
 		if r.err != nil || r.res.ExitCode != 0 {
 			t.Fatalf("kubens on %s: %v %+v\n%s\n%s", target.Name, r.err, r.res, r.stdout, r.stderr)
 		}
@@ -222,9 +228,15 @@ func TestKubensReachesOnlyItsCluster(t *testing.T) {
 		}
 	}
 	// The kubeconfig the plugin holds names the in-namespace forwarder.
-	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, `cat "$KUBECONFIG"`), Kubeconfig: kubeconfigOf(t, clusters.All[0].Kubeconfig)})
+	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, `cat "$KUBECONFIG"`), Cluster: accessTo(t, clusters.All[0])})
 	if !strings.Contains(r.stdout, "server: https://127.0.0.1:") || strings.Contains(r.stdout, clusters.All[0].Server) {
 		t.Errorf("kubeconfig in the sandbox:\n%s", r.stdout)
+	}
+	// It holds no secret: the gateway adds the credentials.
+	for _, secret := range []string{clusters.All[0].Token, "token", "password", "client-key", "exec", "auth-provider"} {
+		if strings.Contains(r.stdout, secret) {
+			t.Errorf("the sandbox's kubeconfig contains %q:\n%s", secret, r.stdout)
+		}
 	}
 }
 
@@ -283,7 +295,7 @@ func TestRunUsesTheProfileSpec(t *testing.T) {
 	done := make(chan run)
 	go func() {
 		done <- runPlugin(t, b, context.Background(), sandbox.Spec{ID: "profile-check", Plugin: self, Args: []string{"x"},
-			Env: []string{"LANG=C.UTF-8"}, Kubeconfig: kubeconfigOf(t, clusters.All[0].Kubeconfig)})
+			Env: []string{"LANG=C.UTF-8"}, Cluster: accessTo(t, clusters.All[0])})
 	}()
 	var running []containerd.Container
 	for deadline := time.Now().Add(10 * time.Second); len(running) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

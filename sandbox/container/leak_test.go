@@ -28,7 +28,7 @@ func TestNoLeaksAfter200Calls(t *testing.T) {
 	clusters := testenv.TestClusters(t)
 	b := newBackend(t, ctrd)
 	quick, slow := plugin(t, `echo ok`), plugin(t, `trap '' TERM; sleep 30`)
-	kc := kubeconfigOf(t, clusters.All[0].Kubeconfig)
+	access := accessTo(t, clusters.All[0])
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -42,7 +42,7 @@ func TestNoLeaksAfter200Calls(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				spec := sandbox.Spec{ID: fmt.Sprintf("leak-%d", i), Plugin: quick}
 				if i%2 == 0 {
-					spec.Kubeconfig = kc
+					spec.Cluster = access
 				}
 				kind := "ok"
 				switch {
