@@ -71,21 +71,28 @@ func auditLines(t *testing.T, path, callID string) (requests []gateway.Record, c
 }
 
 func TestGatewayDeniesWritesByDefaultAndAudits(t *testing.T) {
+	for _, backend := range []string{"container", "none"} {
+		t.Run(backend, func(t *testing.T) { testGatewayDeniesWritesByDefaultAndAudits(t, backend) })
+	}
+}
+
+func testGatewayDeniesWritesByDefaultAndAudits(t *testing.T, backend string) {
 	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
-	rt, e := newRuntime(t, "")
+	rt, e := newRuntimeWith(t, backend, "")
 	rt.audit, _ = openAudit(auditFile, rt.log)
 	alpha := e.clusters.All[0]
-	client := createPod(t, e, "victim")
+	victim := "victim-" + backend
+	client := createPod(t, e, victim)
 	ctx := context.Background()
 
-	res, err := rt.Execute(ctx, Call{Plugin: "kdelete", Args: []string{"victim", alpha.Namespace}})
+	res, err := rt.Execute(ctx, Call{Plugin: "kdelete", Args: []string{victim, alpha.Namespace}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Status != StatusFailed || !strings.Contains(res.Error, "Forbidden") || !strings.Contains(res.Error, "default_deny") {
 		t.Errorf("delete by default: %+v", res)
 	}
-	if _, err := client.CoreV1().Pods(alpha.Namespace).Get(ctx, "victim", metav1.GetOptions{}); err != nil {
+	if _, err := client.CoreV1().Pods(alpha.Namespace).Get(ctx, victim, metav1.GetOptions{}); err != nil {
 		t.Errorf("the pod is gone after a denied delete: %v", err)
 	}
 	var denied *gateway.Record
@@ -95,7 +102,7 @@ func TestGatewayDeniesWritesByDefaultAndAudits(t *testing.T) {
 		}
 	}
 	if denied == nil || denied.Decision != gateway.Deny || denied.Status != 403 || denied.Resource != "pods" ||
-		denied.Namespace != alpha.Namespace || denied.Name != "victim" || denied.Rule != "default_deny" {
+		denied.Namespace != alpha.Namespace || denied.Name != victim || denied.Rule != "default_deny" || res.Sandbox != backend {
 		t.Errorf("api_requests: %+v", res.APIRequests)
 	}
 	// Audit lines match the requests one to one, then one line closes the call.
@@ -118,7 +125,7 @@ func TestGatewayDeniesWritesByDefaultAndAudits(t *testing.T) {
 		t.Errorf("get secrets: %+v", res)
 	}
 	res, _ = rt.Execute(ctx, Call{Plugin: "kget", Args: []string{"pods", "-n", alpha.Namespace}})
-	if res.Status != StatusOK || !strings.Contains(res.Output, "pod/victim") {
+	if res.Status != StatusOK || !strings.Contains(res.Output, "pod/"+victim) {
 		t.Errorf("get pods: %+v", res)
 	}
 	// The gateway reaches its own cluster only: beta's namespace is not on alpha.
@@ -135,7 +142,13 @@ func TestGatewayDeniesWritesByDefaultAndAudits(t *testing.T) {
 }
 
 func TestGatewayAllowsUnderARule(t *testing.T) {
-	rt, e := newRuntime(t, `
+	for _, backend := range []string{"container", "none"} {
+		t.Run(backend, func(t *testing.T) { testGatewayAllowsUnderARule(t, backend) })
+	}
+}
+
+func testGatewayAllowsUnderARule(t *testing.T, backend string) {
+	rt, e := newRuntimeWith(t, backend, `
 [[plugins.rules]]
 name = "cleanup"
 plugins = ["kdelete"]
@@ -145,8 +158,9 @@ resources = ["pods"]
 namespaces = ["only-*"]
 `)
 	alpha := e.clusters.All[0]
-	client := createPod(t, e, "doomed")
-	res, err := rt.Execute(context.Background(), Call{Plugin: "kdelete", Args: []string{"doomed", alpha.Namespace}})
+	doomed := "doomed-" + backend
+	client := createPod(t, e, doomed)
+	res, err := rt.Execute(context.Background(), Call{Plugin: "kdelete", Args: []string{doomed, alpha.Namespace}})
 	if err != nil || res.Status != StatusOK {
 		t.Fatalf("delete under a rule: %v %+v", err, res)
 	}
@@ -160,7 +174,7 @@ namespaces = ["only-*"]
 		t.Errorf("the delete was allowed by %q, want cleanup: %+v", rule, res.APIRequests)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		_, err := client.CoreV1().Pods(alpha.Namespace).Get(context.Background(), "doomed", metav1.GetOptions{})
+		_, err := client.CoreV1().Pods(alpha.Namespace).Get(context.Background(), doomed, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			break
 		}
@@ -172,14 +186,20 @@ namespaces = ["only-*"]
 
 // A watch streams through the gateway while the plugin runs.
 func TestGatewayStreamsAWatch(t *testing.T) {
-	rt, e := newRuntime(t, "")
+	for _, backend := range []string{"container", "none"} {
+		t.Run(backend, func(t *testing.T) { testGatewayStreamsAWatch(t, backend) })
+	}
+}
+
+func testGatewayStreamsAWatch(t *testing.T, backend string) {
+	rt, e := newRuntimeWith(t, backend, "")
 	alpha := e.clusters.All[0]
 	go func() {
 		time.Sleep(1500 * time.Millisecond)
-		createPod(t, e, "late-arrival")
+		createPod(t, e, "late-arrival-"+backend)
 	}()
 	res, err := rt.Execute(context.Background(), Call{Plugin: "kwatch", Args: []string{"4", alpha.Namespace}})
-	if err != nil || !strings.Contains(res.Output, "pod/late-arrival") {
+	if err != nil || !strings.Contains(res.Output, "pod/late-arrival-"+backend) {
 		t.Fatalf("watch: %v %+v", err, res)
 	}
 	var watched bool

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
@@ -40,6 +41,26 @@ type env struct {
 // newRuntime builds a runtime over the fixture plugins, the real kubens and
 // the two real test clusters, from a configuration file as operators write it.
 func newRuntime(t *testing.T, toml string) (*Runtime, *env) {
+	return newRuntimeWith(t, "none", toml)
+}
+
+// sandboxTable is the [sandbox] table of a backend, on the test containerd.
+func sandboxTable(t *testing.T, backend string) string {
+	t.Helper()
+	if backend != "container" {
+		return fmt.Sprintf("[sandbox]\nbackend = %q\n", backend)
+	}
+	ctrd := testenv.TestContainerd(t)
+	rootfs, err := images.PluginRootfs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("[sandbox]\nbackend = \"container\"\ncontainerd_address = %q\ncontainerd_namespace = \"kmcp-runtime\"\nrootfs = %q\nstate_dir = %q\n",
+		ctrd.Address, rootfs, filepath.Join(ctrd.State, "..", "runtime-state"))
+}
+
+// newRuntimeWith is newRuntime on a given sandbox backend.
+func newRuntimeWith(t *testing.T, backend, toml string) (*Runtime, *env) {
 	t.Helper()
 	tc := testenv.TestClusters(t)
 	dir := t.TempDir()
@@ -62,9 +83,7 @@ allow_any_plugin = true
 [clusters]
 kubeconfig_dir = %q
 default_cluster = "alpha"
-[sandbox]
-backend = "none"
-`, toml, tc.KubeconfigDir)), 0o600)
+%s`, toml, tc.KubeconfigDir, sandboxTable(t, backend))), 0o600)
 	cfg, err := config.Load(config.Options{File: file, LookupEnv: func(string) (string, bool) { return "", false }})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +100,7 @@ backend = "none"
 	if _, err := rt.Discover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { rt.Close() })
 	return rt, &env{dir: dir, clusters: tc}
 }
 
