@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -216,15 +215,7 @@ func testGatewayStreamsAWatch(t *testing.T, backend string) {
 func TestSternThroughTheGateway(t *testing.T) {
 	rt, e := newRuntime(t, "")
 	alpha := e.clusters.All[0]
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(filepath.Join(root, "hack", "build-plugins.sh")).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Symlink(filepath.Join(strings.TrimSpace(string(out)), "kubectl-stern"), filepath.Join(e.dir, "kubectl-stern"))
+	os.Symlink(filepath.Join(testenv.RealPlugins(t), "kubectl-stern"), filepath.Join(e.dir, "kubectl-stern"))
 	rt.Discover(context.Background())
 	res, err := rt.Execute(context.Background(), Call{Plugin: "stern", Args: []string{"--no-follow", "-n", alpha.Namespace, "."}})
 	if err != nil || res.Status != StatusOK {

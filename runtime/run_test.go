@@ -15,7 +15,6 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
-	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
@@ -44,21 +43,6 @@ func newRuntime(t *testing.T, toml string) (*Runtime, *env) {
 	return newRuntimeWith(t, "none", toml)
 }
 
-// sandboxTable is the [sandbox] table of a backend, on the test containerd.
-func sandboxTable(t *testing.T, backend string) string {
-	t.Helper()
-	if backend != "container" {
-		return fmt.Sprintf("[sandbox]\nbackend = %q\n", backend)
-	}
-	ctrd := testenv.TestContainerd(t)
-	rootfs, err := images.PluginRootfs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("[sandbox]\nbackend = \"container\"\ncontainerd_address = %q\ncontainerd_namespace = \"kmcp-runtime\"\nrootfs = %q\nstate_dir = %q\n",
-		ctrd.Address, rootfs, filepath.Join(ctrd.State, "..", "runtime-state"))
-}
-
 // newRuntimeWith is newRuntime on a given sandbox backend.
 func newRuntimeWith(t *testing.T, backend, toml string) (*Runtime, *env) {
 	t.Helper()
@@ -83,7 +67,7 @@ allow_any_plugin = true
 [clusters]
 kubeconfig_dir = %q
 default_cluster = "alpha"
-%s`, toml, tc.KubeconfigDir, sandboxTable(t, backend))), 0o600)
+%s`, toml, tc.KubeconfigDir, testenv.SandboxTOML(t, backend, "kmcp-runtime"))), 0o600)
 	cfg, err := config.Load(config.Options{File: file, LookupEnv: func(string) (string, bool) { return "", false }})
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
@@ -59,21 +58,6 @@ type e2eEnv struct {
 // the container sandbox and, as the operator's explicit choice, none.
 var backends = []string{"container", "none"}
 
-// sandboxConfig is the [sandbox] table for a backend, on the test containerd.
-func sandboxConfig(t *testing.T, backend string) string {
-	t.Helper()
-	if backend != "container" {
-		return fmt.Sprintf("[sandbox]\nbackend = %q\n", backend)
-	}
-	ctrd := testenv.TestContainerd(t)
-	rootfs, err := images.PluginRootfs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("[sandbox]\nbackend = \"container\"\ncontainerd_address = %q\ncontainerd_namespace = \"kmcp-e2e\"\nrootfs = %q\nstate_dir = %q\n",
-		ctrd.Address, rootfs, filepath.Join(ctrd.State, "..", "e2e-state"))
-}
-
 // newE2E prepares the plugins (our fixtures, real kubens and kube-score),
 // the two real clusters and a configuration as an operator writes it.
 func newE2E(t *testing.T, backend, extra string) *e2eEnv {
@@ -85,7 +69,7 @@ func newE2E(t *testing.T, backend, extra string) *e2eEnv {
 			t.Fatal(err)
 		}
 	}
-	plugins := realPlugins(t)
+	plugins := testenv.RealPlugins(t)
 	for _, name := range []string{"kubectl-ns", "kubectl-score"} {
 		os.Symlink(filepath.Join(plugins, name), filepath.Join(dir, name))
 	}
@@ -99,25 +83,12 @@ allowed_plugins = ["echo", "exit3", "sleeper", "hang", "flood", "delete_it", "to
 [clusters]
 kubeconfig_dir = %q
 default_cluster = "alpha"
-%s`, extra, tc.KubeconfigDir, sandboxConfig(t, backend))), 0o600)
+%s`, extra, tc.KubeconfigDir, testenv.SandboxTOML(t, backend, "kmcp-e2e"))), 0o600)
 	return &e2eEnv{dir: dir, config: config, clusters: tc, env: []string{
 		// Our plugins first; kubectl (kubens calls it) from the machine's PATH.
 		"PATH=" + dir + ":" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(), "KREW_ROOT=" + t.TempDir(), "XDG_CACHE_HOME=" + t.TempDir(),
 	}}
-}
-
-func realPlugins(t *testing.T) string {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(filepath.Join(root, "hack", "build-plugins.sh")).Output()
-	if err != nil {
-		t.Fatalf("build real plugins: %v", err)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 type session struct {

@@ -1,77 +1,20 @@
 package helpparse
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-)
 
-const modulePath = "github.com/kubernetes-mcp-server/kubernetes-mcp-server"
-
-var (
-	pluginsOnce sync.Once
-	pluginsDir  string
-	pluginsErr  string
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
 // realPlugins builds (first run: minutes) or finds (then: milliseconds) the
 // cached real plugins. A failure fails the test: these tests never skip.
-func realPlugins(t *testing.T) string {
-	t.Helper()
-	pluginsOnce.Do(func() {
-		root, err := repoRoot()
-		if err != nil {
-			pluginsErr = err.Error()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "build-plugins.sh"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			pluginsErr = "hack/build-plugins.sh: " + err.Error() + "\n" + stderr.String()
-			return
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		pluginsDir = lines[len(lines)-1]
-	})
-	if pluginsErr != "" {
-		t.Fatal(pluginsErr)
-	}
-	return pluginsDir
-}
-
-// repoRoot walks up to this module's go.mod (other modules may nest in it).
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if f, err := os.Open(filepath.Join(dir, "go.mod")); err == nil {
-			s := bufio.NewScanner(f)
-			first := s.Scan() && strings.TrimSpace(s.Text()) == "module "+modulePath
-			f.Close()
-			if first {
-				return dir, nil
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", os.ErrNotExist
-		}
-		dir = parent
-	}
-}
+func realPlugins(t *testing.T) string { return testenv.RealPlugins(t) }
 
 // helpOf runs a plugin as an agent's server would: argv only, a short
 // deadline, nothing of the caller's environment but PATH, and a fresh HOME
