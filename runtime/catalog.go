@@ -50,6 +50,9 @@ type Options struct {
 	CacheFile string
 	// Clusters are the clusters calls may target; nil means none.
 	Clusters *clusters.Registry
+	// Server marks the one long-running server, which owns the sandboxes
+	// and removes what an earlier one left; commands run beside it do not.
+	Server bool
 }
 
 // DefaultCacheFile is where the plugin cache lives unless told otherwise.
@@ -103,7 +106,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin policy: %w", err)
 	}
-	backend, err := selectBackend(context.Background(), cfg, pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv), log)
+	backend, err := selectBackend(context.Background(), cfg, pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv), opts.Server, log)
 	if err != nil {
 		return nil, err
 	}
@@ -182,12 +185,14 @@ func containerConfig(cfg *config.Config, log hclog.Logger) container.Config {
 // selectBackend picks the sandbox backend the configuration asks for.
 // "container" must work or the server does not start; "auto" uses it when
 // it works and otherwise runs nothing, saying why.
-func selectBackend(ctx context.Context, cfg *config.Config, pathEnv string, log hclog.Logger) (sandbox.Backend, error) {
+func selectBackend(ctx context.Context, cfg *config.Config, pathEnv string, server bool, log hclog.Logger) (sandbox.Backend, error) {
 	switch cfg.Sandbox.Backend {
 	case "none":
 		return sandbox.None{PathEnv: pathEnv}, nil
 	case "container", "auto":
-		b, err := container.New(ctx, containerConfig(cfg, log))
+		ccfg := containerConfig(cfg, log)
+		ccfg.Sweep = server
+		b, err := container.New(ctx, ccfg)
 		if err == nil {
 			return b, nil
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
@@ -36,23 +37,36 @@ func newRuntime(cmd *cobra.Command) (*runtime.Runtime, error) {
 }
 
 // newRuntimeWith discovers the plugins once for a loaded configuration.
+// The caller closes the runtime, which waits for its sandboxes' removal.
 func newRuntimeWith(cmd *cobra.Command, cfg *config.Config, reg *clusters.Registry) (*runtime.Runtime, error) {
 	log := newLogger(cfg, cmd.ErrOrStderr())
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
+	rt, err := buildRuntime(cfg, reg, log, false)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rt.Discover(cmd.Context()); err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("discover plugins: %w", err)
+	}
+	return rt, nil
+}
+
+// buildRuntime is the one way the commands make a runtime: with the
+// process's PATH and KREW_ROOT, the plugin cache and the clusters.
+func buildRuntime(cfg *config.Config, reg *clusters.Registry, log hclog.Logger, server bool) (*runtime.Runtime, error) {
 	rt, err := runtime.New(cfg, runtime.Options{
 		Logger:    log,
 		PathEnv:   os.Getenv("PATH"),
 		KrewRoot:  os.Getenv("KREW_ROOT"),
 		CacheFile: runtime.DefaultCacheFile(),
 		Clusters:  reg,
+		Server:    server,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
-	}
-	if _, err := rt.Discover(cmd.Context()); err != nil {
-		return nil, fmt.Errorf("discover plugins: %w", err)
 	}
 	return rt, nil
 }
@@ -82,6 +96,7 @@ and always has every field; --details adds them to the table.`,
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			plugins := []runtime.PluginInfo{}
 			for _, p := range rt.Plugins() {
 				if matchesFilter(p, filter) {
@@ -120,6 +135,7 @@ func newPluginsInfoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			p, err := rt.Plugin(args[0])
 			if err != nil {
 				return err

@@ -38,6 +38,7 @@ of it as one JSON object: options, request_rules and spec.`,
 			if err != nil {
 				return err
 			}
+			defer rt.Close()
 			p, err := rt.Profile(cmd.Context(), args[0], cluster)
 			if err != nil {
 				return err

@@ -16,7 +16,6 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/mcpserver"
-	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
 // execute runs the command line and returns the process's exit code.
@@ -109,15 +108,9 @@ func serve(cmd *cobra.Command) error {
 		c, _ := reg.Get(name)
 		log.Info("cluster", "name", name, "server", c.Server, "source", c.Source, "default", name == reg.Default())
 	}
-	rt, err := runtime.New(cfg, runtime.Options{
-		Logger:    log,
-		PathEnv:   os.Getenv("PATH"),
-		KrewRoot:  os.Getenv("KREW_ROOT"),
-		CacheFile: runtime.DefaultCacheFile(),
-		Clusters:  reg,
-	})
+	rt, err := buildRuntime(cfg, reg, log, true)
 	if err != nil {
-		return fmt.Errorf("invalid configuration: %w", err)
+		return err
 	}
 	defer rt.Close()
 	if rt.Backend() == "" {

@@ -45,6 +45,9 @@ type Config struct {
 	User     uint32
 	Limits   Limits
 	Logger   hclog.Logger
+	// Sweep removes, at start, every sandbox an earlier server left. Only
+	// the server may: a command run beside it would remove its live calls.
+	Sweep bool
 }
 
 // CallFor is the profile input of one call: the same for a run and for
@@ -100,6 +103,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		}
 	}
 	b := &Backend{cfg: cfg, log: log, client: client, pending: map[string]bool{}}
+	if !cfg.Sweep {
+		return b, nil
+	}
 	if n, err := b.Sweep(ctx); err != nil {
 		log.Warn("could not remove every leftover sandbox", "error", err)
 	} else if n > 0 {

@@ -48,6 +48,7 @@ func newBackend(t testing.TB, ctrd *testenv.Containerd) *Backend {
 		StateDir:  filepath.Join(ctrd.State, "..", "kmcp-state"),
 		User:      65534,
 		Limits:    testLimits,
+		Sweep:     true,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -189,3 +189,29 @@ func TestStartupSweepsLeftovers(t *testing.T) {
 	second := newBackend(t, ctrd)
 	assertNothingLeft(t, second)
 }
+
+// A backend made without Sweep, as the commands run beside a server make
+// theirs, leaves the server's live sandboxes alone.
+func TestOnlyTheServerSweeps(t *testing.T) {
+	ctrd := testenv.NewContainerd(t)
+	server := newBackend(t, ctrd)
+	done := make(chan run)
+	go func() {
+		done <- runPlugin(t, server, context.Background(), sandbox.Spec{Plugin: plugin(t, `sleep 2; echo survived`)})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cs, _ := server.client.Containers(context.Background()); len(cs) == 1 {
+			break
+		}
+	}
+	cfg := server.cfg
+	cfg.Sweep = false
+	command, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	command.Close()
+	if r := <-done; r.err != nil || r.stdout != "survived\n" {
+		t.Fatalf("the server's call after a command started beside it: %v %+v %q", r.err, r.res, r.stdout)
+	}
+}
