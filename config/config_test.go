@@ -297,20 +297,7 @@ func TestLoadErrors(t *testing.T) {
 			if cfg != nil {
 				t.Error("Load returned a configuration along with its error")
 			}
-			msg := err.Error()
-			last := -1
-			for _, w := range tt.want {
-				w = strings.ReplaceAll(w, "FILE", path)
-				i := strings.Index(msg, w)
-				if i < 0 {
-					t.Errorf("error %q does not contain %q", msg, w)
-					continue
-				}
-				if tt.ordered && i < last {
-					t.Errorf("error %q: %q is out of order", msg, w)
-				}
-				last = i
-			}
+			assertErrorSays(t, err, path, tt.want, tt.ordered)
 		})
 	}
 }
@@ -922,20 +909,7 @@ func TestRulesErrors(t *testing.T) {
 			if cfg != nil {
 				t.Error("Load returned a configuration along with its error")
 			}
-			msg := err.Error()
-			last := -1
-			for _, w := range tt.want {
-				w = strings.ReplaceAll(w, "FILE", path)
-				i := strings.Index(msg, w)
-				if i < 0 {
-					t.Errorf("error %q does not contain %q", msg, w)
-					continue
-				}
-				if tt.ordered && i < last {
-					t.Errorf("error %q: %q is out of order", msg, w)
-				}
-				last = i
-			}
+			assertErrorSays(t, err, path, tt.want, tt.ordered)
 		})
 	}
 }
@@ -1027,4 +1001,24 @@ list = [
 		"other.list[1]": 15, "other.list[1].b": 16,
 	}
 	check(t, "keyLines", keyLines([]byte(doc)), want)
+}
+
+// assertErrorSays checks that err names each of want (FILE stands for the
+// config file's path), in that order when ordered.
+func assertErrorSays(t *testing.T, err error, path string, want []string, ordered bool) {
+	t.Helper()
+	msg := err.Error()
+	last := -1
+	for _, w := range want {
+		w = strings.ReplaceAll(w, "FILE", path)
+		i := strings.Index(msg, w)
+		if i < 0 {
+			t.Errorf("error %q does not contain %q", msg, w)
+			continue
+		}
+		if ordered && i < last {
+			t.Errorf("error %q: %q is out of order", msg, w)
+		}
+		last = i
+	}
 }

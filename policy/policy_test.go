@@ -179,14 +179,7 @@ func TestDecide(t *testing.T) {
 				t.Errorf("Decide(%+v, %q) = %+v, want allowed %v, rule %q, destructive %v",
 					tt.plugin, tt.cluster, d, tt.allowed, tt.rule, tt.destr)
 			}
-			if d.Reason == "" {
-				t.Error("empty reason")
-			}
-			for _, want := range tt.reason {
-				if !strings.Contains(d.Reason, want) {
-					t.Errorf("reason %q does not contain %q", d.Reason, want)
-				}
-			}
+			assertReason(t, d.Reason, tt.reason)
 		})
 	}
 }
@@ -355,5 +348,18 @@ func TestExampleConfigs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// assertReason checks that a decision's reason is there and says each of want.
+func assertReason(t *testing.T, reason string, want []string) {
+	t.Helper()
+	if reason == "" {
+		t.Error("empty reason")
+	}
+	for _, w := range want {
+		if !strings.Contains(reason, w) {
+			t.Errorf("reason %q does not contain %q", reason, w)
+		}
 	}
 }

@@ -57,14 +57,7 @@ func runRequestCases(t *testing.T, p *Policy, tests []requestCase) {
 			if d.Allowed != tt.allowed || d.Rule != tt.rule {
 				t.Errorf("DecideRequest(%q, %q, %+v) = %+v, want allowed=%v rule=%q", plugin, cluster, tt.req, d, tt.allowed, tt.rule)
 			}
-			if d.Reason == "" {
-				t.Error("empty reason")
-			}
-			for _, want := range tt.reason {
-				if !strings.Contains(d.Reason, want) {
-					t.Errorf("reason %q does not contain %q", d.Reason, want)
-				}
-			}
+			assertReason(t, d.Reason, tt.reason)
 		})
 	}
 }
