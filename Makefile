@@ -3,17 +3,20 @@ GO       ?= go
 BIN      := bin/kubernetes-mcp-server
 ARGS     ?=
 
-.PHONY: all build run test test-deps images vet fmt-check clean bench
+.PHONY: all build run test test-deps images vet staticcheck fmt-check clean bench
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/kubernetes-mcp-server
 
-# Builds, then serves MCP over HTTP on 127.0.0.1:8080 with embedded defaults
-# (pass more flags with ARGS="...").
+# Builds, then serves MCP over HTTP on 127.0.0.1:8080 with the example
+# plugins of examples/plugins, sandboxed: hack/run.sh installs containerd and
+# runc when missing, builds the sandbox image and the plugins (cached), and
+# starts a private containerd when none answers (stopped with the server).
+# More flags with ARGS="..." (they win: ARGS="--port 9000").
 run: build
-	./$(BIN) --port 8080 $(ARGS)
+	KMCP_RUN_BINARY=$(CURDIR)/$(BIN) hack/run.sh $(ARGS)
 
 # Installs what the tests need (Debian packages, a cached kube-apiserver).
 test-deps:
@@ -24,11 +27,15 @@ images:
 	hack/build-image.sh
 
 # Installs what the tests need, then runs every test against real parts.
-test: test-deps fmt-check vet
+test: test-deps fmt-check vet staticcheck
 	$(GO) test -count=1 -timeout 40m ./...
 
 vet:
 	$(GO) vet ./...
+
+# staticcheck, installed once per machine and version (hack/build-staticcheck.sh).
+staticcheck:
+	"$$(hack/build-staticcheck.sh)" ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

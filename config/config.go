@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy/rulesyntax"
 )
 
 // Config is the effective configuration of one server.
@@ -43,6 +45,9 @@ type Plugins struct {
 	AllowAnyPlugin   bool
 	ExecutionTimeout time.Duration
 	MaxConcurrent    int
+	// MaxQueue is how many calls may wait for a slot; past it a call is
+	// refused at once.
+	MaxQueue int
 	// MaxOutput caps stdout and stderr of one call, each, in bytes.
 	MaxOutput   int
 	PluginPaths []string
@@ -63,42 +68,15 @@ type Plugins struct {
 	Rules []Rule
 }
 
-// Rule is one [[plugins.rules]] entry. Loading checks it with
-// policy/rulesyntax and fills in the defaults: Clusters and Namespaces are
-// ["*"] when not written.
-type Rule struct {
-	// Name labels the rule in decisions and audits; "" names it
-	// "rules[<index>]".
-	Name string `json:"name,omitempty"`
-	// Plugins are plugin name globs, as in allowed_plugins.
-	Plugins []string `json:"plugins"`
-	// Clusters are cluster name globs.
-	Clusters []string `json:"clusters"`
-	// Verbs are Kubernetes verbs (get, list, watch, create, update, patch,
-	// delete, deletecollection) or "*".
-	Verbs []string `json:"verbs"`
-	// Resources are written resource[.group][/subresource]: "pods",
-	// "pods/log", "deployments.apps", "*/scale", "*".
-	Resources []string `json:"resources"`
-	// Namespaces are namespace globs; "" stands for cluster-scoped requests
-	// and those across all namespaces.
-	Namespaces []string `json:"namespaces"`
-}
-
-// clone returns a deep copy of r.
-func (r Rule) clone() Rule {
-	r.Plugins = append([]string(nil), r.Plugins...)
-	r.Clusters = append([]string(nil), r.Clusters...)
-	r.Verbs = append([]string(nil), r.Verbs...)
-	r.Resources = append([]string(nil), r.Resources...)
-	r.Namespaces = append([]string(nil), r.Namespaces...)
-	return r
-}
+// Rule is one [[plugins.rules]] entry (see rulesyntax.Rule, its one
+// definition). Loading checks it with policy/rulesyntax and fills in the
+// defaults: Clusters and Namespaces are ["*"] when not written.
+type Rule = rulesyntax.Rule
 
 func cloneRules(rules []Rule) []Rule {
 	var out []Rule
 	for _, r := range rules {
-		out = append(out, r.clone())
+		out = append(out, r.Clone())
 	}
 	return out
 }
@@ -141,6 +119,9 @@ type Audit struct {
 type Server struct {
 	Port        int
 	BindAddress string
+	// ShutdownGrace is how long calls in flight get to finish after
+	// SIGTERM or SIGINT before they are cancelled.
+	ShutdownGrace time.Duration
 }
 
 // Log is the [log] table.

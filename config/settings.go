@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
-	"path"
 	"strings"
 	"time"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy/rulesyntax"
 )
 
 // kind is how a setting's value is written and checked.
@@ -64,13 +65,15 @@ var settings = []*setting{
 		usage: "Time limit of one plugin call", ptr: func(c *Config) any { return &c.Plugins.ExecutionTimeout }, check: positiveDuration},
 	{key: "plugins.max_concurrent", kind: kindInt, def: "3", env: "PLUGINS_MAX_CONCURRENT",
 		ptr: func(c *Config) any { return &c.Plugins.MaxConcurrent }, check: atLeast(1)},
+	{key: "plugins.max_queue", kind: kindInt, def: "32", env: "PLUGINS_MAX_QUEUE",
+		ptr: func(c *Config) any { return &c.Plugins.MaxQueue }, check: atLeast(0)},
 	{key: "plugins.max_output", kind: kindInt, def: "1048576", env: "PLUGINS_MAX_OUTPUT",
 		ptr: func(c *Config) any { return &c.Plugins.MaxOutput }, check: atLeast(1024)},
 	{key: "plugins.plugin_paths", kind: kindPaths, def: "/usr/local/bin,~/.krew/bin,~/go/bin",
 		ptr: func(c *Config) any { return &c.Plugins.PluginPaths }},
 	{key: "plugins.kubectl_path", kind: kindPath, def: "kubectl",
 		ptr: func(c *Config) any { return &c.Plugins.KubectlPath }},
-	{key: "plugins.destructive_patterns", kind: kindStrings, def: "*delete*,*remove*,*destroy*,*evict*,*drain*,*cordon*,*terminate*",
+	{key: "plugins.destructive_patterns", kind: kindStrings, def: strings.Join(rulesyntax.DefaultDestructivePatterns(), ","),
 		ptr: func(c *Config) any { return (*keptEmpty)(&c.Plugins.DestructivePatterns) }, check: globs},
 	{key: "plugins.read_only", kind: kindBool, def: "false", env: "PLUGINS_READ_ONLY",
 		ptr: func(c *Config) any { return &c.Plugins.ReadOnly }},
@@ -128,6 +131,9 @@ var settings = []*setting{
 
 	{key: "server.bind_address", kind: kindString, def: "127.0.0.1", flag: "bind-address",
 		usage: "Address the HTTP transports listen on", ptr: func(c *Config) any { return &c.Server.BindAddress }},
+
+	{key: "server.shutdown_grace", kind: kindDuration, def: "10s", env: "PLUGINS_SHUTDOWN_GRACE",
+		ptr: func(c *Config) any { return &c.Server.ShutdownGrace }, check: positiveDuration},
 
 	{key: "log.level", kind: kindString, def: "info", flag: "log-level",
 		usage: "Log level: trace, debug, info, warn or error", ptr: func(c *Config) any { return &c.Log.Level },
@@ -231,14 +237,12 @@ func globs(v any) error {
 	return nil
 }
 
+// glob checks a plugin name or glob as policy reads it.
 func glob(p string) error {
 	if p == "" {
 		return fmt.Errorf("empty plugin name or pattern")
 	}
-	if _, err := path.Match(p, ""); err != nil {
-		return fmt.Errorf("bad pattern %q: %v", p, err)
-	}
-	return nil
+	return rulesyntax.CheckPluginGlob(p)
 }
 
 func clusterPlugins(v any) error {
@@ -261,22 +265,12 @@ func pins(v any) error {
 		if name == "" {
 			return fmt.Errorf("empty plugin name")
 		}
-		if !validPin(m[name]) {
-			return fmt.Errorf("%q: want \"sha256:\" and 64 lowercase hex digits, got %q", name, m[name])
+		if err := rulesyntax.CheckPluginGlob(name); err != nil {
+			return fmt.Errorf("%q: %w", name, err)
+		}
+		if err := rulesyntax.CheckPin(m[name]); err != nil {
+			return fmt.Errorf("%q: %w", name, err)
 		}
 	}
 	return nil
-}
-
-func validPin(pin string) bool {
-	hex, ok := strings.CutPrefix(pin, "sha256:")
-	if !ok || len(hex) != 64 {
-		return false
-	}
-	for _, r := range hex {
-		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -14,12 +14,14 @@ import (
 
 // cacheVersion changes whenever what is cached, or how help is parsed,
 // changes; an older cache file is then ignored.
-const cacheVersion = 1
+const cacheVersion = 2
 
 // cacheEntry is what discovery learnt about one version of a plugin file.
 type cacheEntry struct {
 	SHA256 string `json:"sha256"`
-	// Backend is the sandbox backend help ran in, "" when it did not run.
+	// Backend is the sandbox backend help ran in to its end; "" when no
+	// help is known yet (not run, cut short or timed out), so it runs
+	// again on the next refresh.
 	Backend     string         `json:"backend,omitempty"`
 	Help        helpparse.Help `json:"help"`
 	HelpWarning string         `json:"help_warning,omitempty"`

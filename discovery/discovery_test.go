@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func TestRefreshReportsChangesAndCachesHelp(t *testing.T) {
 	writePlugin(t, dir, "kubectl-hello", cobraHelp, 0o755)
 	backend := &countingBackend{}
 	cache := filepath.Join(t.TempDir(), "cache.json")
-	m := NewManager(Options{Dirs: []string{dir}, Backend: backend, CacheFile: cache})
+	m := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend}, CacheFile: cache})
 	ctx := context.Background()
 
 	events, err := m.Refresh(ctx)
@@ -79,7 +80,7 @@ func TestRefreshReportsChangesAndCachesHelp(t *testing.T) {
 		t.Fatalf("unchanged refresh: events %v, help runs %d", events, backend.runs.Load())
 	}
 	// A new manager reads the disk cache instead of running help again.
-	m2 := NewManager(Options{Dirs: []string{dir}, Backend: backend, CacheFile: cache})
+	m2 := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend}, CacheFile: cache})
 	if _, err := m2.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func TestHostileHelp(t *testing.T) {
 	writePlugin(t, dir, "kubectl-floods", "#!/bin/sh\nexec yes 'flood flood flood'\n", 0o755)
 	writePlugin(t, dir, "kubectl-crashes", "#!/bin/sh\nkill -SEGV $$\n", 0o755)
 	writePlugin(t, dir, "kubectl-mute", "#!/bin/sh\nexit 3\n", 0o755)
-	m := NewManager(Options{Dirs: []string{dir}, Backend: sandbox.None{}, HelpTimeout: 500 * time.Millisecond, HelpOutputLimit: 64 << 10})
+	m := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: sandbox.None{}}, HelpTimeout: 500 * time.Millisecond, HelpOutputLimit: 64 << 10})
 	start := time.Now()
 	if _, err := m.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
@@ -231,5 +232,168 @@ func TestNamesAndWarnings(t *testing.T) {
 	}
 	if _, err := m.Get("nope"); err == nil || !strings.Contains(err.Error(), `plugin "nope" not found`) {
 		t.Errorf("Get(nope) = %v", err)
+	}
+}
+
+// helpRecorder runs plugins with the none backend and records which files
+// ran, so tests can see what discovery ran and what it did not.
+type helpRecorder struct {
+	sandbox.None
+	mu  sync.Mutex
+	ran []string
+}
+
+func (b *helpRecorder) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
+	b.mu.Lock()
+	b.ran = append(b.ran, filepath.Base(spec.Plugin))
+	b.mu.Unlock()
+	return b.None.Run(ctx, spec)
+}
+
+func (b *helpRecorder) runs(file string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, f := range b.ran {
+		if f == file {
+			n++
+		}
+	}
+	return n
+}
+
+// Policy decides before any probe: the --help of a plugin policy does not
+// let run never runs (under none it would run with the server's rights),
+// and the plugin is listed with the reason and no parameters.
+func TestPluginsPolicyRefusesAreNeverProbed(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(t.TempDir(), "probed")
+	writePlugin(t, dir, "kubectl-hello", cobraHelp, 0o755)
+	writePlugin(t, dir, "kubectl-blocked", "#!/bin/sh\ntouch "+marker+"\n"+strings.TrimPrefix(cobraHelp, "#!/bin/sh\n"), 0o755)
+	backend := &helpRecorder{}
+	var asked []string
+	m := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend},
+		MayRun: func(p *Plugin) (bool, string) {
+			asked = append(asked, p.Name+"@"+p.SHA256[:8])
+			if p.Name == "blocked" {
+				return false, `plugin "blocked" is blocked by blocked_plugins pattern "blocked"`
+			}
+			return true, ""
+		}})
+	if _, err := m.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker); err == nil || backend.runs("kubectl-blocked") != 0 {
+		t.Fatalf("the refused plugin ran %d times", backend.runs("kubectl-blocked"))
+	}
+	p, err := m.Get("blocked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Parameters) != 0 || p.Description != "" || !strings.Contains(p.HelpWarning, "policy does not let this plugin run") ||
+		!strings.Contains(p.HelpWarning, "blocked_plugins") || p.SHA256 == "" {
+		t.Errorf("refused plugin: %+v", p)
+	}
+	if hello, _ := m.Get("hello"); len(hello.Parameters) != 3 || backend.runs("kubectl-hello") != 1 {
+		t.Errorf("allowed plugin: %+v, help runs %d", hello, backend.runs("kubectl-hello"))
+	}
+	if len(asked) != 2 {
+		t.Errorf("policy was asked %v; it must be asked once per plugin, with its digest", asked)
+	}
+}
+
+// Help cut short by a cancelled discovery is not cached: the next
+// refresh runs it again and finds the parameters.
+func TestCancelledHelpIsNotCached(t *testing.T) {
+	dir := t.TempDir()
+	slow := filepath.Join(t.TempDir(), "slow")
+	os.WriteFile(slow, nil, 0o600)
+	writePlugin(t, dir, "kubectl-hello", "#!/bin/sh\n[ -e "+slow+" ] && sleep 30\n"+strings.TrimPrefix(cobraHelp, "#!/bin/sh\n"), 0o755)
+	backend := &helpRecorder{}
+	cache := filepath.Join(t.TempDir(), "cache.json")
+	m := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend}, CacheFile: cache})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for backend.runs("kubectl-hello") == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+	}()
+	if _, err := m.Refresh(ctx); err == nil {
+		t.Fatal("a cancelled refresh reported no error")
+	}
+	p, _ := m.Get("hello")
+	if p == nil || len(p.Parameters) != 0 || !strings.Contains(p.HelpWarning, "cancelled") {
+		t.Fatalf("after the cancelled refresh: %+v", p)
+	}
+	if data, _ := os.ReadFile(cache); strings.Contains(string(data), "namespace") {
+		t.Fatalf("the cut-short help reached the cache file: %s", data)
+	}
+	// A new manager (a restarted server) and the same one both try again.
+	os.Remove(slow)
+	m2 := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend}, CacheFile: cache})
+	for _, mgr := range []*Manager{m, m2} {
+		if _, err := mgr.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if p, _ := mgr.Get("hello"); len(p.Parameters) != 3 || p.HelpWarning != "" {
+			t.Errorf("after a full refresh: %+v", p)
+		}
+	}
+}
+
+// A timed-out --help is tried again on a later refresh; help that ran to
+// its end is not.
+func TestTimedOutHelpIsTriedAgain(t *testing.T) {
+	dir := t.TempDir()
+	slow := filepath.Join(t.TempDir(), "slow")
+	os.WriteFile(slow, nil, 0o600)
+	writePlugin(t, dir, "kubectl-hello", "#!/bin/sh\n[ -e "+slow+" ] && sleep 30\n"+strings.TrimPrefix(cobraHelp, "#!/bin/sh\n"), 0o755)
+	backend := &helpRecorder{}
+	m := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend}, HelpTimeout: 300 * time.Millisecond})
+	m.Refresh(context.Background())
+	if p, _ := m.Get("hello"); len(p.Parameters) != 0 || !strings.Contains(p.HelpWarning, "did not finish within 300ms") {
+		t.Fatalf("after the timeout: %+v", p)
+	}
+	os.Remove(slow)
+	m.Refresh(context.Background())
+	if p, _ := m.Get("hello"); len(p.Parameters) != 3 || backend.runs("kubectl-hello") != 2 {
+		t.Fatalf("after the retry: %+v, help runs %d", p, backend.runs("kubectl-hello"))
+	}
+	m.Refresh(context.Background())
+	if n := backend.runs("kubectl-hello"); n != 2 {
+		t.Errorf("help that finished ran again: %d runs", n)
+	}
+}
+
+// The bytes that run are the bytes that were checked: a file rewritten in
+// place after discovery, with its size kept and its mtime set back, no
+// longer verifies.
+func TestVerifyCatchesAnInPlaceRewriteWithTheMtimeSetBack(t *testing.T) {
+	dir := t.TempDir()
+	path := writePlugin(t, dir, "kubectl-hello", cobraHelp, 0o755)
+	m := NewManager(Options{Dirs: []string{dir}})
+	m.Refresh(context.Background())
+	p, _ := m.Get("hello")
+	if err := p.Verify(); err != nil {
+		t.Fatalf("unchanged file: %v", err)
+	}
+	before, _ := os.Stat(path)
+	time.Sleep(20 * time.Millisecond) // a ctime tick apart
+	evil := strings.Replace(cobraHelp, "Greets", "Grabs!", 1)
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte(evil), 0)
+	f.Close()
+	os.Chtimes(path, before.ModTime(), before.ModTime())
+	after, _ := os.Stat(path)
+	if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		t.Fatalf("the rewrite changed size or mtime: %v %v", after.Size(), after.ModTime())
+	}
+	if err := p.Verify(); err == nil || !strings.Contains(err.Error(), "changed on disk") {
+		t.Errorf("the rewritten file verified: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/helpparse"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
 
@@ -18,9 +19,14 @@ import (
 type Options struct {
 	// Dirs are the folders searched, in order; see SearchDirs.
 	Dirs []string
-	// Backend runs plugins' --help. Nil means help is not run, and plugins
-	// are listed without parameters.
-	Backend sandbox.Backend
+	// Backends run plugins' --help, each plugin in the backend of its
+	// kind. A plugin whose kind has no backend is listed without
+	// parameters, and nothing of it runs.
+	Backends sandbox.Backends
+	// MayRun says whether policy lets a plugin run at all, and why not.
+	// Discovery runs nothing of a plugin it refuses, not even --help: such
+	// plugins are listed with the reason and no parameters. Nil allows all.
+	MayRun func(p *Plugin) (ok bool, reason string)
 	// HelpTimeout bounds one --help run; 5s when zero.
 	HelpTimeout time.Duration
 	// HelpOutputLimit caps what one --help may print; 256 KiB when zero.
@@ -83,25 +89,54 @@ func (m *Manager) Subscribe(f func([]Event)) {
 	m.subscribers = append(m.subscribers, f)
 }
 
-// Refresh discovers the plugins again. Unchanged files cost a stat: their
-// hash and help come from the cache. It returns what changed.
+// Refresh discovers the plugins again: find the files, hash the new ones,
+// ask policy, and only then run the --help of plugins policy lets run.
+// Unchanged files cost a stat: their hash and help come from the cache. It
+// returns what changed.
 func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	m.refreshMu.Lock()
 	defer m.refreshMu.Unlock()
 
 	found, warnings := scan(m.opts.Dirs)
-	var missing []*Plugin
+	var unhashed []*Plugin
 	m.mu.RLock()
 	for _, p := range found {
-		if e := m.cache[p.identity.key()]; e == nil || m.stale(p, e) {
-			missing = append(missing, p)
+		if m.cache[p.identity.key()] == nil {
+			unhashed = append(unhashed, p)
 		}
 	}
 	m.mu.RUnlock()
-	learnt := m.learn(ctx, missing)
+	learnt := m.hash(unhashed)
+
+	// Policy decides on the digest, before anything of the plugin runs.
+	var probe []*Plugin
+	refused := map[string]string{}
+	m.mu.RLock()
+	for _, p := range found {
+		e := learnt[p.identity.key()]
+		if e == nil {
+			e = m.cache[p.identity.key()]
+		}
+		if e == nil {
+			continue // its file went away while we read it
+		}
+		p.SHA256 = e.SHA256
+		if ok, reason := m.mayRun(p); !ok {
+			refused[p.Name] = reason
+			continue
+		}
+		if b := m.backendFor(p); b != nil && e.Backend != b.Name() {
+			probe = append(probe, p)
+		}
+	}
+	m.mu.RUnlock()
+	helped, notes := m.probe(ctx, probe)
 
 	m.mu.Lock()
 	for key, e := range learnt {
+		m.cache[key] = e
+	}
+	for key, e := range helped {
 		m.cache[key] = e
 	}
 	next := make(map[string]*Plugin, len(found))
@@ -109,27 +144,42 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	for _, p := range found {
 		e := m.cache[p.identity.key()]
 		if e == nil {
-			continue // its file went away while we read it
+			continue
 		}
 		p.SHA256 = e.SHA256
-		p.Description = e.Help.Description
-		if e.Help.Parameters != nil {
-			p.Parameters = e.Help.Parameters
+		backend := m.backendFor(p)
+		switch reason, isRefused := refused[p.Name]; {
+		case isRefused:
+			p.HelpWarning = "help was not run: policy does not let this plugin run (" + reason + ")"
+		case backend == nil && p.Kind == KindWasm:
+			p.HelpWarning = "help was not run: WebAssembly plugins need the wasm sandbox backend, which is not available"
+		case backend == nil:
+			p.HelpWarning = `help was not run: no sandbox backend is available (set [sandbox] backend = "none" to run plugins without a sandbox)`
+		case e.Backend == backend.Name():
+			p.Description = e.Help.Description
+			if e.Help.Parameters != nil {
+				p.Parameters = e.Help.Parameters
+			}
+			p.HelpWarning = e.HelpWarning
+		case notes[p.identity.key()] != "":
+			p.HelpWarning = notes[p.identity.key()]
+		default:
+			p.HelpWarning = "help has not run yet; it runs on the next discovery"
 		}
-		p.HelpWarning = e.HelpWarning
 		next[p.Name] = p
 		order = append(order, p.Name)
 	}
 	sort.Strings(order)
 	events := diff(m.plugins, next)
 	m.plugins, m.order, m.warnings, m.refreshed = next, order, warnings, time.Now()
-	if len(learnt) > 0 {
+	changedCache := len(learnt) > 0 || len(helped) > 0
+	if changedCache {
 		m.prune()
 	}
 	subscribers := make([]func([]Event), len(m.subscribers))
 	copy(subscribers, m.subscribers)
 	var cacheCopy map[string]*cacheEntry
-	if len(learnt) > 0 {
+	if changedCache {
 		cacheCopy = make(map[string]*cacheEntry, len(m.cache))
 		for k, v := range m.cache {
 			cacheCopy[k] = v
@@ -151,17 +201,15 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	return events, ctx.Err()
 }
 
-// stale reports whether a cached entry was made without the help the
-// current backend could give.
-func (m *Manager) stale(p *Plugin, e *cacheEntry) bool {
-	return m.backendFor(p) != nil && e.Backend != m.opts.Backend.Name()
+func (m *Manager) mayRun(p *Plugin) (bool, string) {
+	if m.opts.MayRun == nil {
+		return true, ""
+	}
+	return m.opts.MayRun(p)
 }
 
 func (m *Manager) backendFor(p *Plugin) sandbox.Backend {
-	if p.Kind != KindExec {
-		return nil // the wasm backend arrives with its issue
-	}
-	return m.opts.Backend
+	return m.opts.Backends.For(p.Kind == KindWasm)
 }
 
 // prune drops cache entries of files no discovered plugin has any more.
@@ -177,10 +225,54 @@ func (m *Manager) prune() {
 	}
 }
 
-// learn hashes new plugin files and runs their --help, a few at a time.
-func (m *Manager) learn(ctx context.Context, plugins []*Plugin) map[string]*cacheEntry {
+// hash reads new plugin files for their digest. Reading runs nothing.
+func (m *Manager) hash(plugins []*Plugin) map[string]*cacheEntry {
 	out := make(map[string]*cacheEntry, len(plugins))
 	var mu sync.Mutex
+	forEach(plugins, func(p *Plugin) {
+		sum, err := fileSHA256(p.ResolvedPath)
+		if err != nil {
+			m.log.Warn("plugin skipped: its file cannot be read", "path", p.Path, "error", err)
+			return
+		}
+		mu.Lock()
+		out[p.identity.key()] = &cacheEntry{SHA256: sum}
+		mu.Unlock()
+	})
+	return out
+}
+
+// probe runs the --help of plugins policy lets run, a few at a time. Help
+// that ran to its end (or flooded, or crashed) is a fact about the file and
+// is cached; help cut short by a cancellation, a timeout or a failing
+// backend is not, so a later refresh tries again. notes says why those
+// plugins have no parameters for now.
+func (m *Manager) probe(ctx context.Context, plugins []*Plugin) (helped map[string]*cacheEntry, notes map[string]string) {
+	helped, notes = map[string]*cacheEntry{}, map[string]string{}
+	var mu sync.Mutex
+	forEach(plugins, func(p *Plugin) {
+		key := p.identity.key()
+		if ctx.Err() != nil {
+			mu.Lock()
+			notes[key] = "help was not run: discovery was cancelled; it runs on the next discovery"
+			mu.Unlock()
+			return
+		}
+		backend := m.backendFor(p)
+		help, warning, final := m.runHelp(ctx, backend, p)
+		mu.Lock()
+		defer mu.Unlock()
+		if !final {
+			notes[key] = warning
+			return
+		}
+		helped[key] = &cacheEntry{SHA256: p.SHA256, Backend: backend.Name(), Help: help, HelpWarning: warning}
+	})
+	return helped, notes
+}
+
+// forEach calls f for every plugin, four at a time.
+func forEach(plugins []*Plugin, f func(*Plugin)) {
 	var wg sync.WaitGroup
 	work := make(chan *Plugin)
 	for range min(4, len(plugins)) {
@@ -188,14 +280,7 @@ func (m *Manager) learn(ctx context.Context, plugins []*Plugin) map[string]*cach
 		go func() {
 			defer wg.Done()
 			for p := range work {
-				e, err := m.learnOne(ctx, p)
-				if err != nil {
-					m.log.Warn("plugin skipped", "path", p.Path, "error", err)
-					continue
-				}
-				mu.Lock()
-				out[p.identity.key()] = e
-				mu.Unlock()
+				f(p)
 			}
 		}()
 	}
@@ -204,37 +289,19 @@ func (m *Manager) learn(ctx context.Context, plugins []*Plugin) map[string]*cach
 	}
 	close(work)
 	wg.Wait()
-	return out
-}
-
-func (m *Manager) learnOne(ctx context.Context, p *Plugin) (*cacheEntry, error) {
-	sum, err := fileSHA256(p.ResolvedPath)
-	if err != nil {
-		return nil, fmt.Errorf("hash %s: %w", p.Path, err)
-	}
-	e := &cacheEntry{SHA256: sum}
-	backend := m.backendFor(p)
-	switch {
-	case backend == nil && p.Kind == KindWasm:
-		e.HelpWarning = "help was not run: WebAssembly plugins need the wasm sandbox backend, which is not available yet"
-	case backend == nil:
-		e.HelpWarning = `help was not run: no sandbox backend is available (set [sandbox] backend = "none" to run plugins without a sandbox)`
-	default:
-		e.Backend = backend.Name()
-		e.Help, e.HelpWarning = m.runHelp(ctx, backend, p)
-	}
-	return e, nil
 }
 
 // runHelp runs `plugin --help` in the sandbox with a short timeout and an
-// output cap. A plugin whose help hangs, floods or crashes gets a warning
-// and no parameters; it still runs with raw arguments.
-func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugin) (helpparse.Help, string) {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.HelpTimeout)
+// output cap. A plugin whose help floods or crashes gets a warning and no
+// parameters; it still runs with raw arguments. final is false when the
+// run says nothing about the file: cancelled with ctx, timed out, or the
+// backend failed.
+func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugin) (help helpparse.Help, warning string, final bool) {
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := sandbox.NewLimitedBuffer(m.opts.HelpOutputLimit)
 	out.OnFull = cancel // a flood need not run until the timeout
-	res, err := backend.Run(ctx, sandbox.Spec{
+	res, err := backend.Run(runCtx, sandbox.Spec{
 		ID:     "help",
 		Plugin: p.ResolvedPath,
 		Args:   []string{"--help"},
@@ -242,22 +309,27 @@ func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugi
 		Env:    []string{"LANG=C.UTF-8"},
 		Stdout: out,
 		Stderr: out,
+		// The plugin's own time: a busy host's slow sandbox set-up is not
+		// a hanging plugin.
+		RunTimeout: m.opts.HelpTimeout,
 	})
 	switch {
-	case err != nil:
-		return helpparse.Help{}, fmt.Sprintf("help failed to run: %v", err)
 	case out.Truncated() > 0:
-		return helpparse.Help{}, fmt.Sprintf("help printed more than %d bytes", m.opts.HelpOutputLimit)
+		return helpparse.Help{}, fmt.Sprintf("help printed more than %d bytes", m.opts.HelpOutputLimit), true
+	case ctx.Err() != nil:
+		return helpparse.Help{}, "help was cut short: discovery was cancelled; it runs again on the next discovery", false
+	case err != nil:
+		return helpparse.Help{}, fmt.Sprintf("help failed to run: %v; it runs again on the next discovery", err), false
 	case res.Stopped:
-		return helpparse.Help{}, fmt.Sprintf("help did not finish within %s", m.opts.HelpTimeout)
+		return helpparse.Help{}, fmt.Sprintf("help did not finish within %s; it runs again on the next discovery", m.opts.HelpTimeout), false
 	case res.Signal != "":
-		return helpparse.Help{}, fmt.Sprintf("help crashed: %s", res.Describe())
+		return helpparse.Help{}, fmt.Sprintf("help crashed: %s", res.Describe()), true
 	}
-	help := helpparse.Parse(out.String())
+	help = helpparse.Parse(out.String())
 	if help.Layout == "" && len(help.Parameters) == 0 {
-		return help, fmt.Sprintf("help (%s) could not be parsed into parameters; pass raw arguments", res.Describe())
+		return help, fmt.Sprintf("help (%s) could not be parsed into parameters; pass raw arguments", res.Describe()), true
 	}
-	return help, ""
+	return help, "", true
 }
 
 func diff(prev, next map[string]*Plugin) []Event {
@@ -325,10 +397,10 @@ func (m *Manager) Get(name string) (*Plugin, error) {
 			}
 		}
 	}
-	want := normalize(name)
+	want := pluginname.Normalize(name)
 	var matches []*Plugin
 	for _, n := range m.order {
-		if normalize(n) == want {
+		if pluginname.Normalize(n) == want {
 			matches = append(matches, m.plugins[n])
 		}
 	}

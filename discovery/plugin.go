@@ -3,8 +3,6 @@ package discovery
 import (
 	"fmt"
 	"os"
-	"regexp"
-	"strings"
 	"syscall"
 	"time"
 
@@ -60,16 +58,29 @@ type Warning struct {
 }
 
 // identity is what tells one version of a plugin file from another without
-// reading it.
+// reading it. The change time is in it because it cannot be set back: a
+// file rewritten in place with its size kept and its mtime restored still
+// gets a new ctime.
 type identity struct {
 	Path    string `json:"path"` // resolved
 	Size    int64  `json:"size"`
 	ModTime int64  `json:"mtime_ns"`
+	Ctime   int64  `json:"ctime_ns"`
 	Inode   uint64 `json:"inode"`
 }
 
+// identityOf reads the identity of the file at resolved path from info.
+func identityOf(resolved string, info os.FileInfo) identity {
+	id := identity{Path: resolved, Size: info.Size(), ModTime: info.ModTime().UnixNano()}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		id.Inode = st.Ino
+		id.Ctime = st.Ctim.Nano()
+	}
+	return id
+}
+
 func (id identity) key() string {
-	return id.Path + "\x00" + itoa(id.Size) + "\x00" + itoa(id.ModTime) + "\x00" + itoa(int64(id.Inode))
+	return id.Path + "\x00" + itoa(id.Size) + "\x00" + itoa(id.ModTime) + "\x00" + itoa(id.Ctime) + "\x00" + itoa(int64(id.Inode))
 }
 
 func itoa(n int64) string {
@@ -93,43 +104,15 @@ func itoa(n int64) string {
 	return string(b[i:])
 }
 
-// commandOf spells a plugin name as kubectl's command line does: "-" nests,
-// "_" is "-".
-func commandOf(name string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(name, "-", " "), "_", "-")
-}
-
-// normalize spells a name the one way lookups compare it: without a
-// "kubectl-" prefix, with "-" for "_" and for the spaces of a command.
-func normalize(name string) string {
-	name = strings.TrimPrefix(strings.TrimSpace(name), "kubectl-")
-	return strings.NewReplacer("_", "-", " ", "-").Replace(name)
-}
-
-// toolNamePattern is what MCP clients accept as a tool name.
-var toolNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
-
-// toolName returns the MCP tool name for a plugin name, or "".
-func toolName(name string) string {
-	t := "plugin_" + strings.ReplaceAll(name, "-", "_")
-	if name == "" || !toolNamePattern.MatchString(t) {
-		return ""
-	}
-	return t
-}
-
 // Verify checks that the plugin's file is still the one discovery saw, so a
-// file swapped after discovery (and after policy read its digest) never runs.
+// file swapped or rewritten after discovery (and after policy read its
+// digest) never runs. It costs one stat.
 func (p *Plugin) Verify() error {
 	info, err := os.Stat(p.ResolvedPath)
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", p.Name, err)
 	}
-	now := identity{Path: p.ResolvedPath, Size: info.Size(), ModTime: info.ModTime().UnixNano()}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		now.Inode = st.Ino
-	}
-	if now != p.identity {
+	if identityOf(p.ResolvedPath, info) != p.identity {
 		return fmt.Errorf("plugin %s changed on disk since it was discovered; run plugins_discover to check it again", p.Name)
 	}
 	return nil

@@ -5,7 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 )
 
 // SearchDirs lists the folders searched, in order: those of PATH (as
@@ -108,20 +109,17 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 			}
 			p := &Plugin{
 				Name:         name,
-				Command:      commandOf(name),
+				Command:      pluginname.Command(name),
 				Path:         full,
 				ResolvedPath: resolved,
 				Kind:         kind,
 				Size:         info.Size(),
 				ModTime:      info.ModTime(),
 				Parameters:   []Parameter{},
-				ToolName:     toolName(name),
-				identity:     identity{Path: resolved, Size: info.Size(), ModTime: info.ModTime().UnixNano()},
+				ToolName:     pluginname.ToolName(name),
+				identity:     identityOf(resolved, info),
 			}
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				p.identity.Inode = st.Ino
-			}
-			if alias := normalize(name); alias != name {
+			if alias := pluginname.Normalize(name); alias != name {
 				p.Aliases = []string{alias}
 			}
 			if p.ToolName == "" {

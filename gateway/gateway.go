@@ -20,68 +20,54 @@ import (
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/client-go/rest"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 )
 
 // Request is what a Decider knows of one API request, as parsed by
-// k8s.io/apiserver's RequestInfoFactory. For a non-resource request (such as
-// /version or /apis) only Path and Verb (the lower-case HTTP method) are set.
-type Request struct {
-	IsResourceRequest bool
-	Path              string // URL path, without the query
-	Verb              string // get, list, watch, create, update, patch, delete, deletecollection, proxy; or the HTTP method for non-resource requests
-	APIGroup          string
-	APIVersion        string
-	Resource          string
-	Subresource       string
-	Namespace         string
-	Name              string
-}
+// k8s.io/apiserver's RequestInfoFactory: policy's description of a request.
+type Request = policy.Request
 
-// Decision is a Decider's answer. Reason is for people; Rule names the rule
-// that decided, as a stable identifier.
-type Decision struct {
-	Allowed bool
-	Reason  string
-	Rule    string
-}
+// Decision is a Decider's answer: policy's decision on one request.
+type Decision = policy.RequestDecision
 
 // Decider decides one request. It must be safe for concurrent use.
 type Decider func(Request) Decision
 
 // Record is one audited API request.
 type Record struct {
-	CallID  string    `json:"call_id"`
-	Plugin  string    `json:"plugin"`
-	Cluster string    `json:"cluster"`
-	Time    time.Time `json:"time"` // when the request arrived
-	Method  string    `json:"method"`
-	Path    string    `json:"path"` // without the query
+	CallID  string    `json:"call_id" jsonschema:"The call that made the request."`
+	Plugin  string    `json:"plugin" jsonschema:"The plugin that made it."`
+	Cluster string    `json:"cluster" jsonschema:"The cluster it was for."`
+	Time    time.Time `json:"time" jsonschema:"When the request arrived, RFC 3339."` // when the request arrived
+	Method  string    `json:"method" jsonschema:"The HTTP method."`
+	Path    string    `json:"path" jsonschema:"The URL path, without the query."` // without the query
 
-	Verb        string `json:"verb"`
-	APIGroup    string `json:"group"`
-	APIVersion  string `json:"version"`
-	Resource    string `json:"resource"`
-	Subresource string `json:"subresource"`
-	Namespace   string `json:"namespace"`
-	Name        string `json:"name"`
+	Verb        string `json:"verb" jsonschema:"The Kubernetes verb: get, list, watch, create, update, patch, delete or deletecollection; empty for a non-resource path."`
+	APIGroup    string `json:"group" jsonschema:"The API group; empty for the core group."`
+	APIVersion  string `json:"version" jsonschema:"The API version."`
+	Resource    string `json:"resource" jsonschema:"The resource, such as pods; empty for a non-resource path."`
+	Subresource string `json:"subresource" jsonschema:"The subresource, such as log; empty for none."`
+	Namespace   string `json:"namespace" jsonschema:"The namespace; empty for cluster-scoped requests and those across all namespaces."`
+	Name        string `json:"name" jsonschema:"The object's name; empty for lists and collections."`
 
-	Decision string `json:"decision"` // "allow" or "deny"
-	Rule     string `json:"rule"`
+	Decision string `json:"decision" jsonschema:"What policy decided: allow or deny."` // "allow" or "deny"
+	Rule     string `json:"rule" jsonschema:"The policy rule that decided."`
 	// Status is the HTTP status returned to the plugin: 101 for a
 	// connection that was upgraded, 502 when the cluster did not answer.
-	Status int `json:"status"`
+	Status int `json:"status" jsonschema:"The HTTP status the plugin got: 101 for a connection that was upgraded, 502 when the cluster did not answer."`
 	// BytesIn counts the request body; for an upgraded connection, also
 	// everything the plugin sent after the switch. BytesOut counts the
 	// response body; for an upgraded connection, everything sent to the
 	// plugin from the 101 response on.
-	BytesIn  int64 `json:"bytes_in"`
-	BytesOut int64 `json:"bytes_out"`
+	BytesIn  int64 `json:"bytes_in" jsonschema:"Bytes of the request body; for an upgraded connection, everything the plugin sent."`
+	BytesOut int64 `json:"bytes_out" jsonschema:"Bytes of the response body; for an upgraded connection, everything sent to the plugin."`
 	// LatencyMS is the time until the response finished; for watches and
 	// upgraded connections, until they closed.
-	LatencyMS float64 `json:"latency_ms"`
+	LatencyMS float64 `json:"latency_ms" jsonschema:"Milliseconds until the response finished; for watches and upgraded connections, until they closed."`
 	// Reason says why a request was denied, or why the gateway itself
 	// answered with an error.
-	Reason string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty" jsonschema:"Why the request was denied, or why the gateway itself answered with an error."`
 }
 
 // Decisions as written in Record.Decision.
@@ -412,6 +398,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer stop()
 	out := r.WithContext(ctx)
 	if upgrade {
+		rw.done = ctx
 		g.upgrade.ServeHTTP(rw, out)
 	} else {
 		g.proxy.ServeHTTP(rw, out)

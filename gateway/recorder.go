@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -14,9 +15,13 @@ import (
 // counts the bytes, of an upgraded connection too.
 type recorder struct {
 	http.ResponseWriter
-	status  int
-	out     int64
-	conn    *countingConn   // set once hijacked
+	status int
+	out    int64
+	conn   *countingConn // set once hijacked
+	// done closes the hijacked connection when it ends: httputil's proxy
+	// closes only the cluster's side on cancellation and then waits for
+	// the plugin's side too, which a plugin that keeps it open would hold.
+	done    context.Context
 	body    *countingReader // the request body, if any
 	failure string          // why the gateway answered instead of the cluster
 }
@@ -58,6 +63,9 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	r.status = http.StatusSwitchingProtocols
 	r.conn = &countingConn{Conn: c}
+	if r.done != nil {
+		context.AfterFunc(r.done, func() { c.Close() })
+	}
 	var rd io.Reader = r.conn
 	if n := brw.Reader.Buffered(); n > 0 {
 		buffered, _ := brw.Reader.Peek(n)

@@ -51,20 +51,20 @@ func TestRequestParsing(t *testing.T) {
 		{"GET", "/api", Request{Path: "/api", Verb: "get"}},
 		{"GET", "/apis/apps", Request{Path: "/apis/apps", Verb: "get"}},
 		{"POST", "/healthz", Request{Path: "/healthz", Verb: "post"}},
-		{"GET", "/api/v1/namespaces", Request{true, "/api/v1/namespaces", "list", "", "v1", "namespaces", "", "", ""}},
-		{"GET", "/api/v1/namespaces/ns1", Request{true, "/api/v1/namespaces/ns1", "get", "", "v1", "namespaces", "", "ns1", "ns1"}},
-		{"GET", "/api/v1/namespaces/ns1/pods", Request{true, "/api/v1/namespaces/ns1/pods", "list", "", "v1", "pods", "", "ns1", ""}},
-		{"GET", "/api/v1/namespaces/ns1/pods?watch=true", Request{true, "/api/v1/namespaces/ns1/pods", "watch", "", "v1", "pods", "", "ns1", ""}},
-		{"GET", "/api/v1/namespaces/ns1/pods?watch=1&fieldSelector=metadata.name%3Dp", Request{true, "/api/v1/namespaces/ns1/pods", "watch", "", "v1", "pods", "", "ns1", "p"}},
-		{"GET", "/api/v1/watch/namespaces/ns1/pods/p", Request{true, "/api/v1/watch/namespaces/ns1/pods/p", "watch", "", "v1", "pods", "", "ns1", "p"}},
-		{"DELETE", "/api/v1/namespaces/ns1/pods/p", Request{true, "/api/v1/namespaces/ns1/pods/p", "delete", "", "v1", "pods", "", "ns1", "p"}},
-		{"DELETE", "/api/v1/namespaces/ns1/pods", Request{true, "/api/v1/namespaces/ns1/pods", "deletecollection", "", "v1", "pods", "", "ns1", ""}},
-		{"POST", "/api/v1/namespaces/ns1/pods/p/exec?command=sh", Request{true, "/api/v1/namespaces/ns1/pods/p/exec", "create", "", "v1", "pods", "exec", "ns1", "p"}},
-		{"GET", "/api/v1/namespaces/ns1/pods/p/log", Request{true, "/api/v1/namespaces/ns1/pods/p/log", "get", "", "v1", "pods", "log", "ns1", "p"}},
-		{"PATCH", "/apis/apps/v1/namespaces/ns1/deployments/d/scale", Request{true, "/apis/apps/v1/namespaces/ns1/deployments/d/scale", "patch", "apps", "v1", "deployments", "scale", "ns1", "d"}},
-		{"PUT", "/api/v1/namespaces/ns1/finalize", Request{true, "/api/v1/namespaces/ns1/finalize", "update", "", "v1", "namespaces", "finalize", "ns1", "ns1"}},
-		{"POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", Request{true, "/apis/rbac.authorization.k8s.io/v1/clusterroles", "create", "rbac.authorization.k8s.io", "v1", "clusterroles", "", "", ""}},
-		{"GET", "/api/v1/nodes/n1/proxy/metrics", Request{true, "/api/v1/nodes/n1/proxy/metrics", "get", "", "v1", "nodes", "proxy", "", "n1"}},
+		{"GET", "/api/v1/namespaces", resourceRequest("/api/v1/namespaces", "list", "", "v1", "namespaces", "", "", "")},
+		{"GET", "/api/v1/namespaces/ns1", resourceRequest("/api/v1/namespaces/ns1", "get", "", "v1", "namespaces", "", "ns1", "ns1")},
+		{"GET", "/api/v1/namespaces/ns1/pods", resourceRequest("/api/v1/namespaces/ns1/pods", "list", "", "v1", "pods", "", "ns1", "")},
+		{"GET", "/api/v1/namespaces/ns1/pods?watch=true", resourceRequest("/api/v1/namespaces/ns1/pods", "watch", "", "v1", "pods", "", "ns1", "")},
+		{"GET", "/api/v1/namespaces/ns1/pods?watch=1&fieldSelector=metadata.name%3Dp", resourceRequest("/api/v1/namespaces/ns1/pods", "watch", "", "v1", "pods", "", "ns1", "p")},
+		{"GET", "/api/v1/watch/namespaces/ns1/pods/p", resourceRequest("/api/v1/watch/namespaces/ns1/pods/p", "watch", "", "v1", "pods", "", "ns1", "p")},
+		{"DELETE", "/api/v1/namespaces/ns1/pods/p", resourceRequest("/api/v1/namespaces/ns1/pods/p", "delete", "", "v1", "pods", "", "ns1", "p")},
+		{"DELETE", "/api/v1/namespaces/ns1/pods", resourceRequest("/api/v1/namespaces/ns1/pods", "deletecollection", "", "v1", "pods", "", "ns1", "")},
+		{"POST", "/api/v1/namespaces/ns1/pods/p/exec?command=sh", resourceRequest("/api/v1/namespaces/ns1/pods/p/exec", "create", "", "v1", "pods", "exec", "ns1", "p")},
+		{"GET", "/api/v1/namespaces/ns1/pods/p/log", resourceRequest("/api/v1/namespaces/ns1/pods/p/log", "get", "", "v1", "pods", "log", "ns1", "p")},
+		{"PATCH", "/apis/apps/v1/namespaces/ns1/deployments/d/scale", resourceRequest("/apis/apps/v1/namespaces/ns1/deployments/d/scale", "patch", "apps", "v1", "deployments", "scale", "ns1", "d")},
+		{"PUT", "/api/v1/namespaces/ns1/finalize", resourceRequest("/api/v1/namespaces/ns1/finalize", "update", "", "v1", "namespaces", "finalize", "ns1", "ns1")},
+		{"POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", resourceRequest("/apis/rbac.authorization.k8s.io/v1/clusterroles", "create", "rbac.authorization.k8s.io", "v1", "clusterroles", "", "", "")},
+		{"GET", "/api/v1/nodes/n1/proxy/metrics", resourceRequest("/api/v1/nodes/n1/proxy/metrics", "get", "", "v1", "nodes", "proxy", "", "n1")},
 	} {
 		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
 			seen := &seenRequests{}
@@ -315,4 +315,10 @@ func TestNewChecksConfig(t *testing.T) {
 			t.Errorf("%s: New succeeded", tc.name)
 		}
 	}
+}
+
+// resourceRequest is a resource Request, its fields in RequestInfo's order.
+func resourceRequest(path, verb, group, version, resource, subresource, namespace, name string) Request {
+	return Request{IsResourceRequest: true, Path: path, Verb: verb, APIGroup: group, APIVersion: version,
+		Resource: resource, Subresource: subresource, Namespace: namespace, Name: name}
 }

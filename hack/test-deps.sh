@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian 12 machine (root): the
-# Debian packages below when missing, and the kube-apiserver build (cached
-# outside the repository, so only the first run pays for it).
+# Debian packages below when missing, and the kube-apiserver, plugin, image
+# and staticcheck builds (cached outside the repository, so only the first
+# run pays for them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -36,6 +37,7 @@ fi
 "$top/hack/build-kube-apiserver.sh" >/dev/null
 "$top/hack/build-plugins.sh" >/dev/null
 "$top/hack/build-image.sh" >/dev/null
+"$top/hack/build-staticcheck.sh" >/dev/null
 # The MCP Inspector's CLI (0.15.0 runs on Node 20), for the end-to-end tests.
 cache=${KMCP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubernetes-mcp-server}
 if [[ ! -x $cache/npm/node_modules/.bin/mcp-inspector ]]; then

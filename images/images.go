@@ -51,7 +51,7 @@ func DefaultRootfs() string {
 // time on this machine (as root; under a minute with kubectl cached, a few
 // minutes without). The repository is found above the working directory.
 func PluginRootfs() (string, error) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
@@ -68,9 +68,10 @@ func PluginRootfs() (string, error) {
 	return path, nil
 }
 
-// repoRoot is the top folder of this repository: the first folder above the
-// working directory whose go.mod declares this module.
-func repoRoot() (string, error) {
+// RepoRoot is the top folder of this repository: the first folder above the
+// working directory whose go.mod declares this module. Build scripts and
+// tests find hack/ through it.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -35,16 +35,13 @@ const (
 // accept as an input property name.
 var propertyNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
 
-// clusterFlagNames are the flags the runtime refuses in any call (the
-// cluster is chosen by the cluster parameter only), so a plugin_* tool does
-// not offer them.
-var clusterFlagNames = func() map[string]bool {
-	names := map[string]bool{}
-	for _, f := range runtime.ClusterFlags() {
-		names[f] = true
+// refusedFlag is why the runtime refuses a parameter's flag, or nil.
+func refusedFlag(p helpparse.Parameter) error {
+	if shortOnly(p) {
+		return runtime.CheckFlag("", p.Short)
 	}
-	return names
-}()
+	return runtime.CheckFlag(p.Name, "")
+}
 
 // shortOnly reports whether a parameter has no long name: helpparse then
 // sets Name to the letter.
@@ -63,10 +60,8 @@ func exposedParams(params []helpparse.Parameter) (kept []helpparse.Parameter, sk
 			why = "its name is not a valid property name"
 		case p.Name == argsProperty || p.Name == clusterProperty || p.Name == stdinProperty:
 			why = "its name is taken by the tool's own " + p.Name + " parameter"
-		case clusterFlagNames[p.Name]:
-			why = "it would choose the cluster or credentials, which only the cluster parameter does"
-		case shortOnly(p) && p.Name == "s":
-			why = "-s is kubectl's --server, which the runtime refuses"
+		case refusedFlag(p) != nil:
+			why = "the runtime refuses it in every call: " + refusedFlag(p).Error()
 		case seen[p.Name]:
 			why = "it is listed twice"
 		}

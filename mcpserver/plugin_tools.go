@@ -51,7 +51,7 @@ func (s *Server) pluginTool(info runtime.PluginInfo) server.ServerTool {
 	t := mcp.NewTool(info.ToolName,
 		mcp.WithToolTitle(title),
 		mcp.WithDescription(s.pluginDescription(info, params)),
-		mcp.WithRawOutputSchema(resultSchema),
+		mcp.WithRawOutputSchema(s.resultSchema),
 		mcp.WithToolAnnotation(annotations(title, false, info.Destructive, false, true)),
 	)
 	order := make([]string, 0, len(params)+2)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/helpparse"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
@@ -24,9 +25,6 @@ const (
 	toolDiscover = "plugins_discover"
 	toolExecute  = "plugins_execute"
 )
-
-// maxPluginName bounds a plugin name an agent may send.
-const maxPluginName = 255
 
 // managementTools are the plugins_* tools, whatever plugins exist.
 func (s *Server) managementTools() []server.ServerTool {
@@ -92,7 +90,7 @@ func (s *Server) managementTools() []server.ServerTool {
 				mcp.WithString("cluster", mcp.Description(s.clusterParamText())),
 				mcp.WithString("stdin", mcp.Description(stdinText)),
 				mcp.WithSchemaAdditionalProperties(false),
-				mcp.WithRawOutputSchema(resultSchema),
+				mcp.WithRawOutputSchema(s.resultSchema),
 				mcp.WithToolAnnotation(annotations("Plugins: Execute", false, true, false, true)),
 			),
 			Handler: s.handleExecute,
@@ -175,34 +173,10 @@ func pluginArgument(args map[string]any) (string, error) {
 	if !ok {
 		return "", fmt.Errorf(`argument "plugin" must be a string, not %s`, jsonKind(v))
 	}
-	if err := checkPluginName(name); err != nil {
+	if err := pluginname.Check(name); err != nil {
 		return name, refusalError{err}
 	}
 	return name, nil
-}
-
-// checkPluginName refuses what cannot be a plugin's name.
-func checkPluginName(name string) error {
-	shown := name
-	if len(shown) > 80 {
-		shown = shown[:80] + "..."
-	}
-	switch {
-	case strings.TrimSpace(name) == "":
-		return fmt.Errorf("plugin name is empty (plugins_list shows the plugins)")
-	case len(name) > maxPluginName:
-		return fmt.Errorf("plugin name %q is longer than %d bytes", shown, maxPluginName)
-	case strings.IndexByte(name, 0) >= 0:
-		return fmt.Errorf("plugin name %q contains a NUL byte", shown)
-	case strings.ContainsAny(name, `/\`) || strings.Contains(name, ".."):
-		return fmt.Errorf("plugin name %q may not contain a path (/, \\ or ..): give the name only, e.g. get_all", shown)
-	}
-	for _, r := range name {
-		if r < 0x20 || r > 0x7e {
-			return fmt.Errorf("plugin name %q has characters outside printable ASCII", shown)
-		}
-	}
-	return nil
 }
 
 // errorResult is a tool result that tells the model what went wrong.
@@ -254,9 +228,10 @@ type listResult struct {
 	WarningCount   int                 `json:"warning_count"`
 }
 
+// sandboxName names the backend plugins run in, or "unavailable".
 func (s *Server) sandboxName() string {
-	if b := s.rt.Backend(); b != "" {
-		return b
+	if sb := s.rt.Sandbox(); sb.Available {
+		return sb.Name
 	}
 	return "unavailable"
 }
@@ -275,31 +250,22 @@ func (s *Server) servedTool(info runtime.PluginInfo) string {
 }
 
 // matchFilter matches a glob, or a plain word as a substring, against a
-// plugin's name in its spellings and its command.
+// plugin's name in every spelling: both sides are spelled as
+// pluginname.Normalize spells names and globs, so "foo_*", "foo-*",
+// "kubectl-foo*" and "foo bar" find kubectl-foo_bar and kubectl-foo-bar.
 func matchFilter(filter string, info runtime.PluginInfo) (bool, error) {
 	if filter == "" {
 		return true, nil
 	}
-	names := []string{info.Name, info.Command, strings.ReplaceAll(info.Name, "_", "-"), strings.ReplaceAll(info.Name, "-", "_")}
+	name, f := pluginname.Normalize(info.Name), pluginname.Normalize(filter)
 	if !strings.ContainsAny(filter, `*?[\`) {
-		f := strings.ToLower(filter)
-		for _, n := range names {
-			if strings.Contains(strings.ToLower(n), f) {
-				return true, nil
-			}
-		}
-		return false, nil
+		return strings.Contains(strings.ToLower(name), strings.ToLower(f)), nil
 	}
-	for _, n := range names {
-		ok, err := path.Match(filter, n)
-		if err != nil {
-			return false, fmt.Errorf("filter %q is not a valid glob: %v", filter, err)
-		}
-		if ok {
-			return true, nil
-		}
+	ok, err := path.Match(f, name)
+	if err != nil {
+		return false, fmt.Errorf("filter %q is not a valid glob: %v", filter, err)
 	}
-	return false, nil
+	return ok, nil
 }
 
 func (s *Server) handleList(_ context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -363,7 +329,7 @@ func (s *Server) handleList(_ context.Context, req mcp.CallToolRequest) (*mcp.Ca
 	if filter != "" {
 		summary = fmt.Sprintf("%d plugins match %q (%d allowed to run); sandbox: %s.", res.Count, filter, allowed, res.Sandbox)
 	}
-	if res.Sandbox == "none" {
+	if sb := s.rt.Sandbox(); sb.Available && !sb.Isolated {
 		summary += " Plugins run without a sandbox, with this server's own rights."
 	}
 	return jsonResult(summary, res), nil
@@ -473,6 +439,10 @@ func (s *Server) handleDiscover(ctx context.Context, req mcp.CallToolRequest) (*
 	}
 	if _, err := optBool(args, "force"); err != nil {
 		return errorResult("%v", err), nil
+	}
+	if s.stopping.Load() {
+		// Discovery runs each new plugin's --help in a sandbox.
+		return errorResult("discovery did not run: %v and takes no new calls", errShuttingDown), nil
 	}
 	events, err := s.rt.Discover(ctx)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
@@ -21,47 +22,43 @@ const (
 	statusError   runtime.Status = "error"   // the call could not be prepared
 )
 
-// resultSchema is the outputSchema of every tool that runs a plugin: the
-// runtime's Result. Statuses are described, not enumerated, so a status the
-// runtime adds later does not turn results into schema errors.
-var resultSchema = json.RawMessage(`{
-  "type": "object",
-  "properties": {
-    "call_id": {"type": "string", "description": "Identifies this call in the server's logs; empty when nothing ran."},
-    "plugin": {"type": "string", "description": "The plugin's name."},
-    "cluster": {"type": "string", "description": "The cluster it ran on; empty when no cluster was used."},
-    "output": {"type": "string", "description": "The plugin's stdout."},
-    "error": {"type": "string", "description": "The plugin's stderr."},
-    "exit_code": {"type": "integer", "description": "The plugin's exit code; -1 when it did not exit by itself or did not run."},
-    "timestamp": {"type": "string", "description": "When the call started, RFC 3339."},
-    "duration": {"type": "integer", "description": "How long it ran, in nanoseconds."},
-    "duration_ms": {"type": "integer", "description": "How long it ran, in milliseconds."},
-    "sandbox": {"type": "string", "description": "The sandbox backend that ran it; \"none\" means no sandbox: a plain process with the server's rights."},
-    "truncated": {"type": "boolean", "description": "True when output beyond the server's cap was dropped."},
-    "status": {"type": "string", "description": "ok (exit 0), failed (non-zero exit), timeout, cancelled, killed (a signal); refused (not run: policy, unknown plugin or cluster, forbidden arguments, no sandbox) or error (not run: the call could not be prepared)."},
-    "message": {"type": "string", "description": "Why the call did not end with status ok, in words."},
-    "api_requests": {
-      "type": "array",
-      "description": "Every Kubernetes API request the plugin made, as the call's gateway decided and audited it: what the plugin did to the cluster.",
-      "items": {
-        "type": "object",
-        "properties": {
-          "method": {"type": "string"}, "path": {"type": "string"},
-          "verb": {"type": "string"}, "group": {"type": "string"}, "version": {"type": "string"},
-          "resource": {"type": "string"}, "subresource": {"type": "string"},
-          "namespace": {"type": "string"}, "name": {"type": "string"},
-          "decision": {"type": "string", "description": "allow or deny"},
-          "rule": {"type": "string", "description": "The policy rule that decided."},
-          "reason": {"type": "string", "description": "Why a request was denied."},
-          "status": {"type": "integer", "description": "HTTP status the plugin got."},
-          "bytes_in": {"type": "integer"}, "bytes_out": {"type": "integer"},
-          "latency_ms": {"type": "number"}
-        }
-      }
-    }
-  },
-  "required": ["plugin", "cluster", "output", "error", "exit_code", "status", "sandbox"]
-}`)
+// ownStatuses describes the statuses this package gives calls that never
+// reached the runtime's Result, added to the generated description of
+// status. The runtime's own statuses are described on runtime.Result.
+const ownStatuses = "A call that never ran has status refused (not run: policy, an unknown plugin or cluster, forbidden arguments, no sandbox, or the server is shutting down) or error (not run: the call could not be prepared)."
+
+// resultSchema is the outputSchema of every tool that runs a plugin. mcp-go
+// generates it from runtime.Result, as mcp.WithOutputSchema does: property
+// names from the json tags, types from the Go types, required from the
+// fields without omitempty, descriptions from the jsonschema tags. So it can
+// never drift from what results carry. This package adds one sentence, on
+// the statuses it owns; status stays described, not enumerated, so a status
+// the runtime adds later does not turn results into schema errors.
+var resultSchema = sync.OnceValues(func() (json.RawMessage, error) {
+	raw, err := mcp.SchemaForRaw[runtime.Result]()
+	if err != nil {
+		return nil, fmt.Errorf("outputSchema of runtime.Result: %w", err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		return nil, fmt.Errorf("outputSchema of runtime.Result: %w", err)
+	}
+	props, _ := schema["properties"].(map[string]any)
+	status, _ := props["status"].(map[string]any)
+	if status == nil {
+		return nil, errors.New("outputSchema of runtime.Result: it has no status property")
+	}
+	if _, enumerated := status["enum"]; enumerated {
+		return nil, errors.New("outputSchema of runtime.Result: status is enumerated; describe its values instead, so a new status is no schema error")
+	}
+	desc, _ := status["description"].(string)
+	status["description"] = strings.TrimSpace(desc + " " + ownStatuses)
+	out, err := json.Marshal(schema)
+	if err != nil {
+		return nil, fmt.Errorf("outputSchema of runtime.Result: %w", err)
+	}
+	return out, nil
+})
 
 // progressToken is the call's progress token, or nil when it has none.
 func progressToken(req mcp.CallToolRequest) mcp.ProgressToken {
@@ -117,23 +114,24 @@ func (s *Server) refusal(plugin, cluster string, err error) *mcp.CallToolResult 
 		status, what = statusRefused, "was refused before it ran"
 	}
 	reason := strings.TrimPrefix(err.Error(), runtime.ErrRefused.Error()+": ")
+	sb := s.rt.Sandbox()
 	res := &runtime.Result{
 		Plugin:    plugin,
 		Cluster:   cluster,
 		ExitCode:  -1,
 		Timestamp: time.Now().UTC(),
-		Sandbox:   s.rt.Backend(),
+		Sandbox:   sb.Name,
 		Status:    status,
 		Message:   reason,
 	}
 	name := plugin
-	if name == "" || checkPluginName(name) != nil {
+	if name == "" || pluginname.Check(name) != nil {
 		name = "call"
 	} else {
 		name = "plugin " + name
 	}
 	text := fmt.Sprintf("%s %s: %s", name, what, reason)
-	if s.rt.Backend() == "none" {
+	if sb.Available && !sb.Isolated {
 		text += "\nNothing ran. (Plugins on this server run without a sandbox, as plain processes with the server's own rights.)"
 	}
 	return &mcp.CallToolResult{
@@ -157,7 +155,9 @@ func isRefusal(err error) bool {
 func (s *Server) resultOf(res *runtime.Result) *mcp.CallToolResult {
 	var b strings.Builder
 	b.WriteString(summaryLine(res))
-	if res.Sandbox == "none" {
+	// The runtime's plugins run without isolation, and this one ran there
+	// (a WebAssembly plugin runs in a backend of its own).
+	if sb := s.rt.Sandbox(); sb.Available && !sb.Isolated && res.Sandbox == sb.Name {
 		b.WriteString("\nRan without a sandbox: a plain process with this server's own rights, files and network.")
 	}
 	if res.Output == "" {

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -43,6 +44,13 @@ type Server struct {
 	defaultCluster string
 	version        string
 
+	resultSchema json.RawMessage // outputSchema of the tools that run plugins
+
+	calls    *inflight     // tools/call requests and handlers not yet done
+	stopping atomic.Bool   // Shutdown has begun
+	stopOnce sync.Once     // closes stopped
+	stopped  chan struct{} // closed when the first Shutdown returns
+
 	syncMu sync.Mutex        // one SyncTools at a time
 	mu     sync.Mutex        // guards the fields below
 	tools  map[string][]byte // tool name -> its definition as served, to tell changes
@@ -63,7 +71,12 @@ func New(opts Options) (*Server, error) {
 	if version == "" {
 		version = "dev"
 	}
-	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string][]byte{}}
+	schema, err := resultSchema()
+	if err != nil {
+		return nil, fmt.Errorf("mcpserver: %w", err)
+	}
+	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string][]byte{},
+		resultSchema: schema, calls: newInflight(), stopped: make(chan struct{})}
 	if opts.Clusters != nil {
 		s.clusters, s.defaultCluster = append([]string(nil), opts.Clusters...), opts.DefaultCluster
 	} else {
@@ -76,6 +89,7 @@ func New(opts Options) (*Server, error) {
 		server.WithToolCapabilities(true),
 		server.WithRecovery(),
 		server.WithOutputSchemaValidation(),
+		server.WithToolHandlerMiddleware(s.trackHandler),
 		server.WithInstructions(s.instructions()),
 		server.WithTitle("Kubernetes MCP server: kubectl plugins"),
 	)
@@ -174,13 +188,13 @@ func (s *Server) clusterText() string {
 
 // sandboxText says how plugins run, for descriptions and results.
 func (s *Server) sandboxText() string {
-	switch b := s.rt.Backend(); b {
-	case "":
+	switch sb := s.rt.Sandbox(); {
+	case !sb.Available:
 		return "No sandbox backend is available, so plugins are listed but cannot run until the operator configures one."
-	case "none":
-		return `Plugins run WITHOUT a sandbox here (backend "none"): as plain processes with this server's own rights, files and network.`
+	case !sb.Isolated:
+		return fmt.Sprintf("Plugins run WITHOUT a sandbox here (backend %q): as plain processes with this server's own rights, files and network.", sb.Name)
 	default:
-		return fmt.Sprintf("Every call runs in a fresh %s sandbox.", b)
+		return fmt.Sprintf("Every call runs in a fresh %s sandbox.", sb.Name)
 	}
 }
 

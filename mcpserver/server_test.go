@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
@@ -151,7 +152,12 @@ users:
 		t.Fatal(err)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
-	f.rt, err = runtime.New(cfg, runtime.Options{PathEnv: dir, KrewRoot: t.TempDir(), Clusters: reg, Logger: log})
+	parts, err := compose.Build(context.Background(), cfg, compose.Env{PathEnv: dir, KrewRoot: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rt, err = runtime.New(cfg, runtime.Options{Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container,
+		Clusters: reg, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,21 +31,47 @@ const (
 // deserves a clear tool error rather than a transport one.
 const maxMessageBytes = 8 << 20
 
-// shutdownGrace is how long in-flight HTTP requests get to finish once the
-// server is told to stop; then their connections, and with them their
-// plugin runs, are ended.
+// shutdownGrace is how long tool calls in flight get when a transport's
+// context ends without Shutdown: on the HTTP transports they may finish
+// within it (on stdio they are cancelled at once, as mcp-go does). After
+// Shutdown, every call is answered already and teardownGrace bounds the
+// close instead.
 const shutdownGrace = 10 * time.Second
 
+// stdioWorkers is how many tools/call requests mcp-go's stdio server
+// handles at once (its default is 5). The runtime bounds plugin runs on
+// its own; more workers keep a call that should be refused at once, or a
+// plugins_list, from queueing behind calls that run.
+const stdioWorkers = 64
+
 // ServeStdio serves MCP over in and out (newline-delimited JSON-RPC) until
-// ctx ends or in reaches its end. Calls still running then are cancelled.
+// ctx ends or in reaches its end.
+//
+// mcp-go derives every request's context from the context Listen gets and
+// cancels it when Listen ends, so ServeStdio gives Listen a context of its
+// own. When ctx ends after Shutdown (or while Shutdown runs), it waits for
+// Shutdown to return and for the answers to calls that arrived since, then
+// ends Listen: no response already produced is cut off. When ctx ends
+// without Shutdown, calls still running are cancelled at once, and their
+// results written, before ServeStdio returns. At the end of in, mcp-go
+// cancels the calls still running: nobody is left to read their answers.
 //
 // mcp-go keeps stdio's session in a package variable: serve one stdio
 // connection per process at a time.
 func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
 	stdio := server.NewStdioServer(s.mcp)
 	stdio.SetErrorLogger(s.log.Named("stdio").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}))
+	server.WithWorkerPoolSize(stdioWorkers)(stdio)
 	s.log.Debug("serving MCP over stdio", "tools", len(s.Tools()))
-	err := stdio.Listen(ctx, newLineLimiter(in, maxMessageBytes), out)
+	listenCtx, endListen := context.WithCancel(context.WithoutCancel(ctx))
+	defer endListen()
+	stop := context.AfterFunc(ctx, func() {
+		s.drainBeforeTeardown("stdio", 0)
+		endListen()
+	})
+	defer stop()
+	err := stdio.Listen(listenCtx, s.newStdinTap(newLineLimiter(in, maxMessageBytes)), s.newStdoutTap(out))
+	s.calls.gone(keyStdio) // nothing more is written
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return nil
 	}
@@ -66,10 +93,12 @@ func (s *Server) ServeHTTP(ctx context.Context, addr string) error {
 // on port 0, to learn the port from ln.Addr()). It closes ln.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	h := s.newHTTPHandler()
+	conns := &newConns{conns: map[net.Conn]bool{}}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+		ConnState:         conns.track,
 	}
 	s.log.Info("serving MCP over HTTP", "address", ln.Addr().String(),
 		"streamable_http", PathStreamable, "sse", PathSSE, "health", PathHealth, "tools", len(s.Tools()))
@@ -80,20 +109,68 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve HTTP on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
 	}
-	s.log.Info("shutting down HTTP", "grace", shutdownGrace)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	// Answers still owed first: SSE answers travel on streams that closing
+	// the sessions ends.
+	s.drainBeforeTeardown("http", shutdownGrace)
+	s.calls.lingerSSE()
+	s.log.Info("closing HTTP", "bound", teardownGrace)
+	teardownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), teardownGrace)
 	defer cancel()
 	// Long-lived streams (SSE, streamable GET) never finish by themselves:
-	// end them first so Shutdown only waits for requests in flight.
-	h.sse.CloseSessions()
-	_ = h.streamable.Shutdown(shutdownCtx) // no http.Server of its own: this closes its sessions
-	err := srv.Shutdown(shutdownCtx)
-	if err != nil {
-		s.log.Warn("requests still running after the grace period were cut off", "error", err)
-		_ = srv.Close()
+	// end them, again while Shutdown waits, so it only waits for requests
+	// in flight.
+	_ = h.streamable.Shutdown(teardownCtx) // no http.Server of its own: this closes its sessions
+	closeStreams := func() {
+		h.sse.CloseSessions()
+		h.streamable.CloseSessions(teardownCtx)
+		// net/http's Shutdown waits up to 5 s for a connection that has
+		// not sent its first request (an HTTP client may dial one ahead):
+		// after the drain nothing it sends would be answered anyway.
+		conns.closeNew()
 	}
-	<-errc // http.ErrServerClosed
-	return nil
+	closeStreams()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(teardownCtx) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-shut:
+			if err != nil {
+				s.log.Warn("connections still open after the teardown bound were cut off", "error", err)
+				_ = srv.Close()
+			}
+			<-errc // http.ErrServerClosed
+			return nil
+		case <-tick.C:
+			closeStreams()
+		}
+	}
+}
+
+// newConns follows the connections that have not sent a request yet.
+type newConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (c *newConns) track(conn net.Conn, state http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if state == http.StateNew {
+		c.conns[conn] = true
+	} else {
+		delete(c.conns, conn)
+	}
+}
+
+func (c *newConns) closeNew() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for conn := range c.conns {
+		conn.Close()
+		delete(c.conns, conn)
+	}
 }
 
 // httpHandler routes the HTTP transports and the health endpoints.
@@ -121,11 +198,14 @@ func (s *Server) newHTTPHandler() *httpHandler {
 			server.WithSSEEndpoint(PathSSE),
 			server.WithMessageEndpoint(PathMessage),
 			server.WithKeepAlive(true),
+			server.WithSessionIDGenerator(newSSESessionID),
 		),
 	}
-	h.mux.Handle(PathStreamable, h.streamable)
-	h.mux.Handle(PathSSE, h.sse.SSEHandler())
-	h.mux.Handle(PathMessage, h.sse.MessageHandler())
+	// The wrappers follow each tools/call until its answer is out, for
+	// Shutdown.
+	h.mux.Handle(PathStreamable, s.trackStreamable(h.streamable))
+	h.mux.Handle(PathSSE, s.trackSSEStreams(h.sse.SSEHandler()))
+	h.mux.Handle(PathMessage, s.trackSSEMessages(h.sse.MessageHandler()))
 	h.mux.HandleFunc(PathHealth, s.serveHealth)
 	h.mux.HandleFunc(PathHealthz, s.serveHealth)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

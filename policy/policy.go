@@ -5,6 +5,9 @@ import (
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy/rulesyntax"
 )
 
 // Rules is the plugin policy of one server, built from configuration.
@@ -67,16 +70,7 @@ type pin struct {
 
 // DefaultDestructivePatterns are the names that read as changing or
 // removing things in a cluster. It returns a new slice on every call.
-func DefaultDestructivePatterns() []string {
-	return []string{"*delete*", "*remove*", "*destroy*", "*evict*", "*drain*", "*cordon*", "*terminate*"}
-}
-
-// NormalizeName spells a plugin name, or a glob, the one way policy
-// compares names: without a leading "kubectl-" and with "-" for "_", as
-// kubectl runs kubectl-get_all as `kubectl get-all`.
-func NormalizeName(name string) string {
-	return strings.ReplaceAll(strings.TrimPrefix(name, "kubectl-"), "_", "-")
-}
+func DefaultDestructivePatterns() []string { return rulesyntax.DefaultDestructivePatterns() }
 
 // New checks r and returns its Policy. Errors name the offending key, such
 // as `blocked_plugins[1]`, `pins.evict` or `rules[2].verbs[0]`; a bad glob's
@@ -111,13 +105,13 @@ func New(r Rules) (*Policy, error) {
 		if key == "" {
 			return nil, fmt.Errorf("pins: empty plugin name")
 		}
-		name := NormalizeName(key)
+		name := pluginname.Normalize(key)
 		if name == "" {
 			return nil, fmt.Errorf("pins.%s: %q names no plugin", key, key)
 		}
 		digest := r.Pins[key]
-		if !validPin(digest) {
-			return nil, fmt.Errorf("pins.%s: want \"sha256:\" and 64 lowercase hex digits, got %q", key, digest)
+		if err := rulesyntax.CheckPin(digest); err != nil {
+			return nil, fmt.Errorf("pins.%s: %w", key, err)
 		}
 		// get_all and get-all are one plugin; two pins for it would leave
 		// the result to map order.
@@ -136,30 +130,12 @@ func patterns(key string, globs []string) ([]pattern, error) {
 	out := make([]pattern, 0, len(globs))
 	for i, raw := range globs {
 		rule := fmt.Sprintf("%s[%d]", key, i)
-		glob := NormalizeName(raw)
-		if glob == "" {
-			return nil, fmt.Errorf("%s: %q names no plugin", rule, raw)
+		if err := rulesyntax.CheckPluginGlob(raw); err != nil {
+			return nil, fmt.Errorf("%s: %w", rule, err)
 		}
-		if _, err := path.Match(glob, ""); err != nil {
-			return nil, fmt.Errorf("%s: bad pattern %q: %w", rule, raw, err)
-		}
-		out = append(out, pattern{raw: raw, glob: glob, rule: rule})
+		out = append(out, pattern{raw: raw, glob: pluginname.Normalize(raw), rule: rule})
 	}
 	return out, nil
-}
-
-func validPin(pin string) bool {
-	hex, ok := strings.CutPrefix(pin, "sha256:")
-	return ok && len(hex) == 64 && isLowerHex(hex)
-}
-
-func isLowerHex(s string) bool {
-	for _, r := range s {
-		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // match returns the first pattern name matches. Patterns were checked in
@@ -173,9 +149,16 @@ func match(ps []pattern, name string) (pattern, bool) {
 	return pattern{}, false
 }
 
+// Pinned reports whether a plugin's file must match a pin: such a plugin's
+// content is checked again when it runs, not only when it is discovered.
+func (p *Policy) Pinned(name string) bool {
+	_, ok := p.pins[pluginname.Normalize(name)]
+	return ok
+}
+
 // IsDestructive reports whether a plugin name matches a destructive pattern.
 func (p *Policy) IsDestructive(name string) bool {
-	_, ok := match(p.destructive, NormalizeName(name))
+	_, ok := match(p.destructive, pluginname.Normalize(name))
 	return ok
 }
 
@@ -184,7 +167,7 @@ func (p *Policy) IsDestructive(name string) bool {
 // pins, read_only, cluster_plugins, allow_any_plugin, allowed_plugins, and
 // otherwise deny.
 func (p *Policy) Decide(pl Plugin, cluster string) Decision {
-	name := NormalizeName(pl.Name)
+	name := pluginname.Normalize(pl.Name)
 	destr, isDestr := match(p.destructive, name)
 	deny := func(rule, format string, args ...any) Decision {
 		return Decision{Reason: fmt.Sprintf(format, args...), Rule: rule, Destructive: isDestr}

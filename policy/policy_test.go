@@ -217,22 +217,6 @@ func TestIsDestructive(t *testing.T) {
 	}
 }
 
-func TestNormalizeName(t *testing.T) {
-	for in, want := range map[string]string{
-		"get_all":                   "get-all",
-		"get-all":                   "get-all",
-		"kubectl-get_all":           "get-all",
-		"kubectl-delete_everything": "delete-everything",
-		"kubectl_x":                 "kubectl-x", // only the "kubectl-" prefix is a prefix
-		"my-kubectl-x":              "my-kubectl-x",
-		"*_*":                       "*-*",
-	} {
-		if got := NormalizeName(in); got != want {
-			t.Errorf("NormalizeName(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestNewErrors(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -337,7 +321,7 @@ func TestExampleConfigs(t *testing.T) {
 			p, err := New(Rules{
 				Allowed: pc.AllowedPlugins, Blocked: pc.BlockedPlugins, AllowAny: pc.AllowAnyPlugin,
 				ClusterPlugins: pc.ClusterPlugins, Destructive: pc.DestructivePatterns, ReadOnly: pc.ReadOnly, Pins: pc.Pins,
-				Requests: requestRules(pc.Rules),
+				Requests: pc.Rules,
 			})
 			if err != nil {
 				t.Fatal(err)

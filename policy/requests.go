@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy/rulesyntax"
 )
 
@@ -58,32 +59,8 @@ type RequestDecision struct {
 	Rule    string `json:"rule"`
 }
 
-// RequestRule allows some API requests of some plugins on some clusters; it
-// is one [[plugins.rules]] entry. Rules only allow: a request no rule allows
-// falls to the default, read-only without secrets.
-type RequestRule struct {
-	// Name identifies the rule in decisions; "" names it "rules[i]" by its
-	// index.
-	Name string
-	// Plugins are plugin name globs, compared as NormalizeName spells both
-	// sides (as allowed_plugins). Required.
-	Plugins []string
-	// Clusters are cluster name globs (path.Match); nil or empty means
-	// every cluster, and "*" alone matches every name, even one with "/".
-	Clusters []string
-	// Verbs are Kubernetes verbs (rulesyntax.Verbs) or "*" for all of them.
-	// Required.
-	Verbs []string
-	// Resources are written resource[.group][/subresource], as
-	// rulesyntax.ParseResource reads them; see DecideRequest for how they
-	// match. Required.
-	Resources []string
-	// Namespaces are namespace globs; "" matches requests with no
-	// namespace: cluster-scoped ones and those across all namespaces. nil or
-	// empty means ["*"], which matches every namespace and "" too; "?*"
-	// matches every namespace but not "".
-	Namespaces []string
-}
+// RequestRule is one [[plugins.rules]] entry; see rulesyntax.Rule.
+type RequestRule = rulesyntax.Rule
 
 // RequestRuleView is one rule as `profile show` lists it for one plugin
 // and cluster.
@@ -289,11 +266,10 @@ func newRequestRules(rules []RequestRule) ([]requestRule, error) {
 			return nil, fmt.Errorf("%s.plugins: empty; name at least one plugin or glob", key)
 		}
 		for j, raw := range r.Plugins {
-			glob := NormalizeName(raw)
-			if glob == "" {
-				return nil, fmt.Errorf("%s.plugins[%d]: %q names no plugin", key, j, raw)
+			if err := rulesyntax.CheckPluginGlob(raw); err != nil {
+				return nil, fmt.Errorf("%s.plugins[%d]: %w", key, j, err)
 			}
-			m, err := newMatcher(glob)
+			m, err := newMatcher(pluginname.Normalize(raw))
 			if err != nil {
 				return nil, fmt.Errorf("%s.plugins[%d]: %w", key, j, err)
 			}
@@ -436,7 +412,7 @@ func (p *Policy) DecideRequest(plugin, cluster string, req Request) RequestDecis
 			"plugin %q may not %s %s on cluster %q: plugins reach only resources and the discovery, version, OpenAPI and health paths (GET), and no setting changes that",
 			plugin, strings.ToUpper(req.Verb), strconv.Quote(req.Path), cluster)}
 	}
-	name := NormalizeName(plugin)
+	name := pluginname.Normalize(plugin)
 	if name == "" {
 		return RequestDecision{Rule: RuleDefaultDeny, Reason: "no plugin name given"}
 	}
@@ -551,7 +527,7 @@ func isDiscoveryPath(p string) bool {
 // decision for this plugin and cluster can name is among them. Cluster ""
 // (none named) lists the plugin's rules for every cluster.
 func (p *Policy) RequestRules(plugin, cluster string) []RequestRuleView {
-	name := NormalizeName(plugin)
+	name := pluginname.Normalize(plugin)
 	var out []RequestRuleView
 	for i := range p.requests {
 		r := &p.requests[i]

@@ -472,16 +472,6 @@ func BenchmarkDecideRequest(b *testing.B) {
 	}
 }
 
-// requestRules maps the configuration's rules as the runtime does.
-func requestRules(rules []config.Rule) []RequestRule {
-	var out []RequestRule
-	for _, r := range rules {
-		out = append(out, RequestRule{Name: r.Name, Plugins: r.Plugins, Clusters: r.Clusters, Verbs: r.Verbs,
-			Resources: r.Resources, Namespaces: r.Namespaces})
-	}
-	return out
-}
-
 // What the configuration accepts, policy accepts, and the defaults config
 // fills in (clusters and namespaces ["*"]) mean what policy's nil means.
 func TestRulesFromConfig(t *testing.T) {
@@ -507,7 +497,7 @@ namespaces = ["team-a", ""]
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := mustPolicy(t, requestRules(cfg.Plugins.Rules)...)
+	p := mustPolicy(t, cfg.Plugins.Rules...)
 	runRequestCases(t, p, []requestCase{
 		{name: "evict", plugin: "kubectl-evict", cluster: "staging-1", req: res("create", "", "pods", "eviction", "x", "p"), allowed: true, rule: "evictions"},
 		{name: "secrets in team-a", plugin: "get-all", cluster: "prod", req: res("get", "", "secrets", "", "team-a", "s"), allowed: true, rule: "rules[1]"},
@@ -515,7 +505,7 @@ namespaces = ["team-a", ""]
 		{name: "secrets in team-b", plugin: "get-all", cluster: "prod", req: res("get", "", "secrets", "", "team-b", "s"), rule: RuleDefaultDeny},
 	})
 	// The same rules without the defaults written out decide the same.
-	bare := requestRules(cfg.Plugins.Rules)
+	bare := cfg.Plugins.Rules
 	for i := range bare {
 		if reflect.DeepEqual(bare[i].Clusters, []string{"*"}) {
 			bare[i].Clusters = nil

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -86,9 +87,6 @@ func (a *auditLog) call(res *Result, args []string) {
 }
 
 func (a *auditLog) write(v any) {
-	if a.file == nil {
-		return
-	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		a.log.Error("audit line not written", "error", err)
@@ -96,14 +94,25 @@ func (a *auditLog) write(v any) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.file == nil {
+		return
+	}
 	if _, err := a.file.Write(append(data, '\n')); err != nil {
 		a.log.Error("audit line not written", "error", err)
 	}
 }
 
+// Close syncs the audit file, so no record is lost at shutdown, and closes it.
 func (a *auditLog) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.file == nil {
 		return nil
 	}
-	return a.file.Close()
+	err := errors.Join(a.file.Sync(), a.file.Close())
+	a.file = nil
+	if err != nil {
+		return fmt.Errorf("audit file: %w", err)
+	}
+	return nil
 }

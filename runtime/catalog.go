@@ -3,12 +3,6 @@ package runtime
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +11,6 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
-	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
@@ -39,42 +32,50 @@ type PluginInfo struct {
 	PolicyRule      string `json:"policy_rule"`
 }
 
-// Options are what a Runtime needs besides its configuration.
+// Options are the parts a Runtime is made of, which the composition root
+// (cmd, through internal/compose) builds and hands down.
 type Options struct {
 	Logger hclog.Logger
-	// PathEnv is the PATH searched first, as kubectl searches it.
-	PathEnv string
-	// KrewRoot is $KREW_ROOT; "" means ~/.krew.
-	KrewRoot string
+	// Policy decides which plugin may run where and what each API request
+	// of a call may do. Required.
+	Policy *policy.Policy
+	// Backends run plugins, and discovery's --help, by the kind of plugin;
+	// a kind without a backend is listed but never run. The runtime closes
+	// them in Close.
+	Backends sandbox.Backends
+	// Dirs are the folders discovery searches, in order (discovery.SearchDirs).
+	Dirs []string
 	// CacheFile keeps plugin hashes and help across restarts; "" disables it.
 	CacheFile string
 	// Clusters are the clusters calls may target; nil means none.
 	Clusters *clusters.Registry
-	// Server marks the one long-running server, which owns the sandboxes
-	// and removes what an earlier one left; commands run beside it do not.
-	Server bool
+	// Container is the container sandbox's configuration, for Profile:
+	// `profile show` prints it whether or not containerd answers.
+	Container container.Config
 }
 
-// DefaultCacheFile is where the plugin cache lives unless told otherwise.
-func DefaultCacheFile() string {
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(dir, "kubernetes-mcp-server", "plugins-cache.json")
-}
-
-// Runtime knows the plugins, decides what may run and (with a later issue)
-// runs them.
+// Runtime knows the plugins, decides what may run and runs it.
 type Runtime struct {
 	cfg       *config.Config
 	log       hclog.Logger
 	policy    *policy.Policy
-	backend   sandbox.Backend
+	backends  sandbox.Backends
+	container container.Config
 	discovery *discovery.Manager
 	clusters  *clusters.Registry
-	limiter   *limiter
+	slots     *slots
 	audit     *auditLog
+
+	// Calls in flight, and the shutdown that refuses new ones.
+	callsMu      sync.Mutex
+	calls        sync.WaitGroup
+	shuttingDown bool
+	// base ends every call in flight when a shutdown's grace is over.
+	base        context.Context
+	cancelCalls context.CancelCauseFunc
+
+	closeOnce sync.Once
+	closeErr  error
 
 	mu    sync.Mutex
 	stats map[string]*usage
@@ -87,31 +88,15 @@ type usage struct {
 	total    time.Duration
 }
 
-// New builds a Runtime from a loaded configuration. It runs nothing yet.
+// New builds a Runtime from a loaded configuration and its parts. It runs
+// nothing yet.
 func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	log := opts.Logger
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	pol, err := policy.New(policy.Rules{
-		Allowed:        cfg.Plugins.AllowedPlugins,
-		Blocked:        cfg.Plugins.BlockedPlugins,
-		AllowAny:       cfg.Plugins.AllowAnyPlugin,
-		ClusterPlugins: cfg.Plugins.ClusterPlugins,
-		Destructive:    cfg.Plugins.DestructivePatterns,
-		ReadOnly:       cfg.Plugins.ReadOnly,
-		Pins:           cfg.Plugins.Pins,
-		Requests:       requestRules(cfg.Plugins.Rules),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("plugin policy: %w", err)
-	}
-	backend, err := selectBackend(context.Background(), cfg, pluginPath(cfg.Plugins.KubectlPath, opts.PathEnv), opts.Server, log)
-	if err != nil {
-		return nil, err
-	}
-	if backend != nil && backend.Name() == "none" {
-		log.Warn(`sandbox backend is "none": plugins run as plain processes with this server's own rights, files and network`)
+	if opts.Policy == nil {
+		return nil, errors.New("runtime: Options.Policy is required")
 	}
 	reg := opts.Clusters
 	if reg == nil {
@@ -121,107 +106,31 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{cfg: cfg, log: log, policy: pol, backend: backend, stats: map[string]*usage{},
-		clusters: reg, limiter: newLimiter(cfg.Plugins.MaxConcurrent), audit: audit}
+	r := &Runtime{cfg: cfg, log: log, policy: opts.Policy, backends: opts.Backends, container: opts.Container,
+		stats: map[string]*usage{}, clusters: reg, audit: audit,
+		slots: newSlots(cfg.Plugins.MaxConcurrent, cfg.Plugins.MaxQueue)}
+	r.base, r.cancelCalls = context.WithCancelCause(context.Background())
 	r.discovery = discovery.NewManager(discovery.Options{
-		Dirs:      discovery.SearchDirs(opts.PathEnv, cfg.Plugins.PluginPaths, opts.KrewRoot),
-		Backend:   backend,
+		Dirs:      opts.Dirs,
+		Backends:  opts.Backends,
 		CacheFile: opts.CacheFile,
 		Logger:    log.Named("discovery"),
+		// Policy before any probe: nothing of a plugin that may not run
+		// runs, not even its --help.
+		MayRun: func(p *discovery.Plugin) (bool, string) {
+			d := r.Decide(p, "")
+			return d.Allowed, d.Reason
+		},
 	})
 	return r, nil
 }
 
-// requestRules maps [[plugins.rules]] to policy's request rules.
-func requestRules(rules []config.Rule) []policy.RequestRule {
-	out := make([]policy.RequestRule, len(rules))
-	for i, r := range rules {
-		out[i] = policy.RequestRule{Name: r.Name, Plugins: r.Plugins, Clusters: r.Clusters, Verbs: r.Verbs, Resources: r.Resources, Namespaces: r.Namespaces}
-	}
-	return out
-}
-
-// pluginPath is the PATH a plugin runs with: the folder of kubectl_path
-// when that is a path, the server's PATH, then the standard folders, so
-// script plugins find kubectl and the usual tools.
-func pluginPath(kubectl, pathEnv string) string {
-	dirs := filepath.SplitList(pathEnv)
-	if filepath.IsAbs(kubectl) {
-		dirs = append([]string{filepath.Dir(kubectl)}, dirs...)
-	}
-	dirs = append(dirs, "/usr/local/bin", "/usr/bin", "/bin")
-	var out []string
-	for _, d := range dirs {
-		if d != "" && !slices.Contains(out, d) {
-			out = append(out, d)
-		}
-	}
-	return strings.Join(out, string(filepath.ListSeparator))
-}
-
-// containerConfig is the container sandbox the configuration describes.
-func containerConfig(cfg *config.Config, log hclog.Logger) container.Config {
-	s := cfg.Sandbox
-	rootfs := s.Rootfs
-	if rootfs == "" {
-		rootfs = images.DefaultRootfs()
-	}
-	return container.Config{
-		Address:       s.ContainerdAddress,
-		Namespace:     s.ContainerdNamespace,
-		Runtime:       s.Runtime,
-		RuntimeBinary: s.RuntimeBinary,
-		Rootfs:        rootfs,
-		StateDir:      s.StateDir,
-		User:          uint32(s.User),
-		Limits: container.Limits{
-			MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
-			NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),
-		},
-		Logger: log.Named("container"),
-	}
-}
-
-// selectBackend picks the sandbox backend the configuration asks for.
-// "container" must work or the server does not start; "auto" uses it when
-// it works and otherwise runs nothing, saying why.
-func selectBackend(ctx context.Context, cfg *config.Config, pathEnv string, server bool, log hclog.Logger) (sandbox.Backend, error) {
-	switch cfg.Sandbox.Backend {
-	case "none":
-		return sandbox.None{PathEnv: pathEnv}, nil
-	case "container", "auto":
-		ccfg := containerConfig(cfg, log)
-		ccfg.Sweep = server
-		b, err := container.New(ctx, ccfg)
-		if err == nil {
-			return b, nil
-		}
-		if cfg.Sandbox.Backend == "container" {
-			return nil, fmt.Errorf("sandbox backend container: %w", err)
-		}
-		log.Warn("no container sandbox available; plugins will not run", "reason", err)
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("sandbox backend %q is not available", cfg.Sandbox.Backend)
-	}
-}
-
-// Close waits for the sandboxes of finished calls to be removed and
-// releases the backend.
+// Close waits for the sandboxes of finished calls to be removed, releases
+// the backends, and syncs and closes the audit file. Call it after
+// Shutdown, so that no call is still writing.
 func (r *Runtime) Close() error {
-	var err error
-	if c, ok := r.backend.(io.Closer); ok {
-		err = c.Close()
-	}
-	return errors.Join(err, r.audit.Close())
-}
-
-// Backend names the sandbox backend plugins run in, or "" when none is available.
-func (r *Runtime) Backend() string {
-	if r.backend == nil {
-		return ""
-	}
-	return r.backend.Name()
+	r.closeOnce.Do(func() { r.closeErr = errors.Join(r.backends.Close(), r.audit.Close()) })
+	return r.closeErr
 }
 
 // Discover finds the plugins again and returns what changed.

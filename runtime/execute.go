@@ -38,25 +38,25 @@ const (
 // Result is one call's structured result: the proposal's PluginResult and
 // what an agent needs to reason about the run.
 type Result struct {
-	CallID    string    `json:"call_id"`
-	Plugin    string    `json:"plugin"`
-	Cluster   string    `json:"cluster"`
-	Output    string    `json:"output"`
-	Error     string    `json:"error"`
-	ExitCode  int       `json:"exit_code"`
-	Timestamp time.Time `json:"timestamp"`
+	CallID    string    `json:"call_id" jsonschema:"Identifies this call in the server's logs and audit file; empty when nothing ran."`
+	Plugin    string    `json:"plugin" jsonschema:"The plugin's name."`
+	Cluster   string    `json:"cluster" jsonschema:"The cluster it ran on; empty when no cluster was used."`
+	Output    string    `json:"output" jsonschema:"The plugin's standard output."`
+	Error     string    `json:"error" jsonschema:"The plugin's standard error."`
+	ExitCode  int       `json:"exit_code" jsonschema:"The plugin's exit code; -1 when it did not exit by itself or did not run."`
+	Timestamp time.Time `json:"timestamp" jsonschema:"When the call started, RFC 3339."`
 	// Duration is in nanoseconds, as the proposal's PluginResult has it.
-	Duration   time.Duration `json:"duration"`
-	DurationMS int64         `json:"duration_ms"`
+	Duration   time.Duration `json:"duration" jsonschema:"How long it ran, in nanoseconds."`
+	DurationMS int64         `json:"duration_ms" jsonschema:"How long it ran, in milliseconds."`
 	// Sandbox names the backend that ran the plugin; "none" means no sandbox.
-	Sandbox   string `json:"sandbox"`
-	Truncated bool   `json:"truncated"`
-	Status    Status `json:"status"`
+	Sandbox   string `json:"sandbox" jsonschema:"The sandbox backend that ran it; none means no sandbox: a plain process with the server's own rights. Empty when no backend can run plugins."`
+	Truncated bool   `json:"truncated" jsonschema:"True when output beyond the server's cap (max_output) was dropped."`
+	Status    Status `json:"status" jsonschema:"How the call ended: ok (exit code 0), failed (a non-zero exit code, or the plugin could not run), timeout (execution_timeout ended it), cancelled (the caller cancelled it, or the server shut down), killed (a signal ended it)."`
 	// Message says in words why a call did not end with status ok.
-	Message string `json:"message,omitempty"`
+	Message string `json:"message,omitempty" jsonschema:"In words: why the call did not end with status ok, that output was truncated, or that the server was shutting down."`
 	// APIRequests are the Kubernetes API requests the plugin made, each as
 	// the call's gateway decided and audited it.
-	APIRequests []gateway.Record `json:"api_requests"`
+	APIRequests []gateway.Record `json:"api_requests" jsonschema:"Every Kubernetes API request the plugin made, as the call's gateway decided and audited it: what the plugin did to the cluster."`
 }
 
 // MaxStdin is the most standard input one call may carry.

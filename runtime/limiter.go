@@ -2,57 +2,45 @@ package runtime
 
 import (
 	"context"
-	"sync"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"golang.org/x/sync/semaphore"
 )
 
-// limiter lets at most n calls run at once; the others wait in the order
-// they came and give up when their context ends.
-type limiter struct {
-	mu      sync.Mutex
-	free    int
-	waiters []chan struct{}
+// slots lets at most n calls run at once and at most queue more wait, in
+// the order they came. x/sync's semaphore is FIFO (TryAcquire fails while
+// others wait) and gives up when a waiter's ctx ends; it does not bound its
+// queue, which the waiting count does.
+type slots struct {
+	sem     *semaphore.Weighted
+	n       int
+	queue   int64
+	waiting atomic.Int64
 }
 
-func newLimiter(n int) *limiter { return &limiter{free: n} }
+func newSlots(n, queue int) *slots {
+	return &slots{sem: semaphore.NewWeighted(int64(n)), n: n, queue: int64(queue)}
+}
 
-func (l *limiter) acquire(ctx context.Context) error {
-	l.mu.Lock()
-	if l.free > 0 && len(l.waiters) == 0 {
-		l.free--
-		l.mu.Unlock()
+// errQueueFull refuses a call that would wait behind max_queue others.
+var errQueueFull = errors.New("queue full")
+
+// acquire takes a slot, waiting in line when all are busy. It fails at
+// once, wrapping errQueueFull, when the line is full, and with ctx's error
+// when ctx ends first.
+func (s *slots) acquire(ctx context.Context) error {
+	if s.sem.TryAcquire(1) {
 		return nil
 	}
-	ready := make(chan struct{})
-	l.waiters = append(l.waiters, ready)
-	l.mu.Unlock()
-
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		l.mu.Lock()
-		for i, w := range l.waiters {
-			if w == ready {
-				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
-				l.mu.Unlock()
-				return ctx.Err()
-			}
-		}
-		l.mu.Unlock()
-		// The slot was handed over as ctx ended: pass it on.
-		l.release()
-		return ctx.Err()
+	if s.waiting.Add(1) > s.queue {
+		s.waiting.Add(-1)
+		return fmt.Errorf("%w: all %d call slots (plugins.max_concurrent) are busy and %d calls are already waiting (plugins.max_queue); try again later",
+			errQueueFull, s.n, s.queue)
 	}
+	defer s.waiting.Add(-1)
+	return s.sem.Acquire(ctx, 1)
 }
 
-func (l *limiter) release() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.waiters) > 0 {
-		next := l.waiters[0]
-		l.waiters = l.waiters[1:]
-		close(next)
-		return
-	}
-	l.free++
-}
+func (s *slots) release() { s.sem.Release(1) }

@@ -41,7 +41,7 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 		}
 		clusterName = c.Name
 	}
-	cfg := containerConfig(r.cfg, r.log)
+	cfg := r.container
 	call := cfg.CallFor(ProfileCallID, p.ResolvedPath, []string{"ARGS"}, pluginEnv, clusterName != "")
 	spec, err := container.Spec(ctx, cfg.Namespace, call)
 	if err != nil {

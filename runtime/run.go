@@ -3,15 +3,23 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
@@ -19,35 +27,61 @@ import (
 // pluginEnv is what every plugin gets besides what its backend sets.
 var pluginEnv = []string{"LANG=C.UTF-8"}
 
-func refused(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+// refused wraps why a call was refused, keeping the cause for errors.Is.
+func refused(cause error) error {
+	return fmt.Errorf("%w: %w", ErrRefused, cause)
 }
 
 func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
+	if err := r.beginCall(); err != nil {
+		return nil, err
+	}
+	defer r.calls.Done()
 	plugin, cluster, err := r.admit(call)
 	if err != nil {
 		r.log.Info("call refused", "plugin", call.Plugin, "cluster", call.Cluster, "reason", err)
 		return nil, err
 	}
-	if err := r.limiter.acquire(ctx); err != nil {
-		return nil, fmt.Errorf("%w: gave up waiting for one of %d call slots: %v", ErrRefused, r.cfg.Plugins.MaxConcurrent, err)
-	}
-	defer r.limiter.release()
-	// The file may have been swapped while the call waited.
-	if err := plugin.Verify(); err != nil {
-		return nil, refused("%v", err)
-	}
-
+	backend := r.backends.For(plugin.Kind == discovery.KindWasm)
 	res := &Result{
 		CallID:    newCallID(),
 		Plugin:    plugin.Name,
 		Cluster:   clusterName(cluster),
 		Timestamp: time.Now().UTC(),
-		Sandbox:   r.backend.Name(),
+		Sandbox:   backend.Name(),
 	}
 	log := r.log.With("call_id", res.CallID, "plugin", res.Plugin, "cluster", res.Cluster, "sandbox", res.Sandbox)
+	// A shutdown whose grace is over ends the call as a cancellation would.
+	callCtx, cancelCall := context.WithCancelCause(ctx)
+	defer cancelCall(nil)
+	stopOnShutdown := context.AfterFunc(r.base, func() { cancelCall(context.Cause(r.base)) })
+	defer stopOnShutdown()
 
-	runCtx, cancel := context.WithTimeout(ctx, r.cfg.Plugins.ExecutionTimeout)
+	if err := r.slots.acquire(callCtx); err != nil {
+		if errors.Is(err, errQueueFull) {
+			return nil, refused(err)
+		}
+		// Cancelled while waiting: nothing ran, and the caller asked for it.
+		res.Status, res.ExitCode = StatusCancelled, -1
+		res.Message = r.finalMessage(fmt.Sprintf("cancelled while waiting for one of %d call slots; the plugin did not run", r.cfg.Plugins.MaxConcurrent))
+		return r.finish(res, call, log), nil
+	}
+	defer r.slots.release()
+	// The file may have been swapped or rewritten while the call waited.
+	if err := plugin.Verify(); err != nil {
+		return nil, refused(err)
+	}
+	path := plugin.ResolvedPath
+	if r.policy.Pinned(plugin.Name) {
+		checked, cleanup, err := r.checkPin(plugin, clusterName(cluster))
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		path = checked
+	}
+
+	runCtx, cancel := context.WithTimeout(callCtx, r.cfg.Plugins.ExecutionTimeout)
 	defer cancel()
 	if call.Progress != nil {
 		stop := startProgress(runCtx, call.Progress)
@@ -57,7 +91,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	stderr := sandbox.NewLimitedBuffer(r.cfg.Plugins.MaxOutput)
 	spec := sandbox.Spec{
 		ID:     res.CallID,
-		Plugin: plugin.ResolvedPath,
+		Plugin: path,
 		Args:   call.Args,
 		Env:    pluginEnv,
 		Stdout: stdout,
@@ -76,7 +110,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	if call.Stdin != "" {
 		spec.Stdin = strings.NewReader(call.Stdin)
 	}
-	run, runErr := r.backend.Run(runCtx, spec)
+	run, runErr := backend.Run(runCtx, spec)
 	if gw != nil {
 		gw.Close() // every request is audited once Close returns
 	}
@@ -92,6 +126,9 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	case runErr != nil:
 		res.Status, res.ExitCode = StatusFailed, -1
 		res.Message = join(res.Message, fmt.Sprintf("the plugin could not run: %v", runErr))
+	case run.Stopped && r.base.Err() != nil && ctx.Err() == nil:
+		res.Status = StatusCancelled
+		res.Message = join(res.Message, fmt.Sprintf("cancelled: the server is shutting down and the call outlasted its grace period (server.shutdown_grace, %s); the plugin and everything it started were killed", r.cfg.Server.ShutdownGrace))
 	case run.Stopped && ctx.Err() != nil:
 		res.Status = StatusCancelled
 		res.Message = join(res.Message, "cancelled by the caller; the plugin and everything it started were killed")
@@ -107,10 +144,73 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	default:
 		res.Status = StatusOK
 	}
-	r.record(plugin.Name, res)
+	if res.Status != StatusCancelled || r.base.Err() == nil {
+		res.Message = r.finalMessage(res.Message)
+	}
+	return r.finish(res, call, log), nil
+}
+
+// finalMessage adds, during a shutdown, that the server is shutting down.
+func (r *Runtime) finalMessage(msg string) string {
+	if r.isShuttingDown() {
+		return join(msg, shutdownMessage+"; this result was delivered before it stopped")
+	}
+	return msg
+}
+
+// finish records and audits a call that reached the point of running.
+func (r *Runtime) finish(res *Result, call Call, log hclog.Logger) *Result {
+	r.record(res.Plugin, res)
 	r.audit.call(res, call.Args)
 	log.Info("call finished", "status", res.Status, "exit_code", res.ExitCode, "duration_ms", res.DurationMS, "truncated", res.Truncated)
-	return res, nil
+	return res
+}
+
+// checkPin copies a pinned plugin's file into a folder of the call's own
+// while hashing it, and decides again on that digest: the bytes that run
+// are the bytes that were checked, whatever happens to the file meanwhile.
+// cleanup removes the copy.
+func (r *Runtime) checkPin(plugin *discovery.Plugin, cluster string) (path string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "kmcp-pinned-")
+	if err != nil {
+		return "", nil, fmt.Errorf("check the pin of %s: %w", plugin.Name, err)
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	// The copy keeps the file's name: sandboxes mount it as /plugin/<name>.
+	path = filepath.Join(dir, filepath.Base(plugin.ResolvedPath))
+	sum, err := copyHashed(plugin.ResolvedPath, path)
+	if err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("check the pin of %s: %w", plugin.Name, err)
+	}
+	if d := r.policy.Decide(policy.Plugin{Name: plugin.Name, SHA256: sum}, cluster); !d.Allowed {
+		cleanup()
+		return "", nil, refused(fmt.Errorf("%s (rule %s)", d.Reason, d.Rule))
+	}
+	return path, cleanup, nil
+}
+
+// copyHashed copies src to dst (read and execute for all, written by none)
+// and returns the hex sha256 of what it wrote.
+func copyHashed(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o555)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
+		out.Close()
+		return "", err
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // gatewayFor starts the call's API gateway: it holds the cluster's
@@ -123,8 +223,7 @@ func (r *Runtime) gatewayFor(callID, plugin string, cluster *clusters.Cluster, r
 		Cluster:  cluster.Name,
 		Upstream: cluster.REST,
 		Decide: func(req gateway.Request) gateway.Decision {
-			d := r.policy.DecideRequest(plugin, cluster.Name, policy.Request(req))
-			return gateway.Decision{Allowed: d.Allowed, Reason: d.Reason, Rule: d.Rule}
+			return r.policy.DecideRequest(plugin, cluster.Name, req)
 		},
 		Audit: func(rec gateway.Record) {
 			records.add(rec)
@@ -154,33 +253,33 @@ func (l *recordList) all() []gateway.Record {
 
 // admit decides, before anything runs, whether the call may run and where.
 func (r *Runtime) admit(call Call) (*discovery.Plugin, *clusters.Cluster, error) {
-	if err := checkPluginName(call.Plugin); err != nil {
-		return nil, nil, refused("%v", err)
+	if err := pluginname.Check(call.Plugin); err != nil {
+		return nil, nil, refused(err)
 	}
 	if err := checkArgs(call.Args); err != nil {
-		return nil, nil, refused("%v", err)
+		return nil, nil, refused(err)
 	}
 	if len(call.Stdin) > MaxStdin {
-		return nil, nil, refused("stdin is %d bytes; at most %d are accepted", len(call.Stdin), MaxStdin)
+		return nil, nil, refused(fmt.Errorf("stdin is %d bytes; at most %d are accepted", len(call.Stdin), MaxStdin))
 	}
 	plugin, err := r.discovery.Get(call.Plugin)
 	if err != nil {
-		return nil, nil, refused("%v", err)
+		return nil, nil, refused(err)
 	}
 	var cluster *clusters.Cluster
 	if call.Cluster != "" || r.clusters.Default() != "" {
 		if cluster, err = r.clusters.Get(call.Cluster); err != nil {
-			return nil, nil, refused("%v", err)
+			return nil, nil, refused(err)
 		}
 	}
 	if d := r.Decide(plugin, clusterName(cluster)); !d.Allowed {
-		return nil, nil, refused("%s (rule %s)", d.Reason, d.Rule)
+		return nil, nil, refused(fmt.Errorf("%s (rule %s)", d.Reason, d.Rule))
 	}
-	switch {
-	case plugin.Kind == discovery.KindWasm:
-		return nil, nil, refused("plugin %s is a WebAssembly module, and the wasm sandbox backend is not available yet", plugin.Name)
-	case r.backend == nil:
-		return nil, nil, refused(`no sandbox backend is available to run plugins. Set [sandbox] backend = "none" in the configuration to run them as plain processes with this server's rights (no isolation)`)
+	switch wasm := plugin.Kind == discovery.KindWasm; {
+	case r.backends.For(wasm) == nil && wasm:
+		return nil, nil, refused(fmt.Errorf("plugin %s is a WebAssembly module, and no wasm sandbox backend is available", plugin.Name))
+	case r.backends.For(wasm) == nil:
+		return nil, nil, refused(errors.New(`no sandbox backend is available to run plugins. Set [sandbox] backend = "none" in the configuration to run them as plain processes with this server's rights (no isolation)`))
 	}
 	return plugin, cluster, nil
 }

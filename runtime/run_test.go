@@ -15,7 +15,9 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
@@ -30,6 +32,7 @@ var fixtures = map[string]string{
 	"kubectl-hang":      `[ "$1" = --help ] && exit 0; sleep 300 & echo $! > "$1"; wait`,
 	"kubectl-env":       `env`,
 	"kubectl-delete_it": `echo deleted`,
+	"kubectl-nap":       `[ "$1" = --help ] && exit 0; sleep "$1"; echo woke`,
 }
 
 type env struct {
@@ -45,6 +48,13 @@ func newRuntime(t *testing.T, toml string) (*Runtime, *env) {
 
 // newRuntimeWith is newRuntime on a given sandbox backend.
 func newRuntimeWith(t *testing.T, backend, toml string) (*Runtime, *env) {
+	t.Helper()
+	return newWrappedRuntime(t, backend, toml, nil)
+}
+
+// newWrappedRuntime is newRuntimeWith with the native backend wrapped by
+// wrap, when it is not nil, so a test can watch what runs.
+func newWrappedRuntime(t *testing.T, backend, toml string, wrap func(sandbox.Backend) sandbox.Backend) (*Runtime, *env) {
 	t.Helper()
 	tc := testenv.TestClusters(t)
 	dir := t.TempDir()
@@ -77,15 +87,30 @@ default_cluster = "alpha"
 		t.Fatal(err)
 	}
 	// Plugins find kubectl (kubens calls it) on the machine's PATH, after ours.
-	rt, err := New(cfg, Options{PathEnv: dir + ":" + os.Getenv("PATH"), KrewRoot: t.TempDir(), Clusters: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rt := composeRuntime(t, cfg, compose.Env{PathEnv: dir + ":" + os.Getenv("PATH"), KrewRoot: t.TempDir()}, reg, wrap)
 	if _, err := rt.Discover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
 	return rt, &env{dir: dir, clusters: tc}
+}
+
+// composeRuntime builds a runtime as the server does, through the
+// composition root's code; the test closes it.
+func composeRuntime(t *testing.T, cfg *config.Config, env compose.Env, reg *clusters.Registry, wrap func(sandbox.Backend) sandbox.Backend) *Runtime {
+	t.Helper()
+	parts, err := compose.Build(context.Background(), cfg, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		parts.Backends.Native = wrap(parts.Backends.Native)
+	}
+	rt, err := New(cfg, Options{Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Clusters: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
 }
 
 func TestExecuteGivesThePluginOnlyItsCluster(t *testing.T) {
@@ -204,7 +229,11 @@ func TestExecuteWithoutASandboxRefusesAndSaysHow(t *testing.T) {
 	marker := filepath.Join(dir, "ran")
 	os.WriteFile(filepath.Join(dir, "kubectl-spy"), []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755)
 	cfg.Plugins.AllowAnyPlugin = true
-	rt, err := New(cfg, Options{PathEnv: dir, KrewRoot: dir})
+	pol, err := compose.Policy(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := New(cfg, Options{Policy: pol, Dirs: []string{dir}}) // no backend
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,44 +333,5 @@ func TestExecuteConcurrencyLimit(t *testing.T) {
 	}
 	if most != 2 {
 		t.Errorf("at most %d calls overlapped, want exactly 2 (max_concurrent)", most)
-	}
-}
-
-func TestLimiterServesInOrder(t *testing.T) {
-	l := newLimiter(1)
-	l.acquire(context.Background())
-	var order []int
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.acquire(context.Background())
-			mu.Lock()
-			order = append(order, i)
-			mu.Unlock()
-			l.release()
-		}()
-		for { // wait until this one queues, so the queue order is known
-			l.mu.Lock()
-			n := len(l.waiters)
-			l.mu.Unlock()
-			if n == i+1 {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	// One waiter gives up: the others keep their places.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := l.acquire(ctx); err == nil {
-		t.Fatal("acquire with an ended context succeeded")
-	}
-	l.release()
-	wg.Wait()
-	if fmt.Sprint(order) != "[0 1 2 3 4]" {
-		t.Errorf("served in order %v", order)
 	}
 }

@@ -27,7 +27,7 @@ func (None) Name() string { return "none" }
 
 // Run implements Backend. The plugin gets exactly spec.Env and its own
 // process group, so a cancellation ends it and everything it started.
-func (n None) Run(ctx context.Context, spec Spec) (Result, error) {
+func (n None) Run(ctx context.Context, spec Spec) (_ Result, err error) {
 	if err := ctx.Err(); err != nil {
 		return Result{ExitCode: -1, Stopped: true}, nil
 	}
@@ -49,12 +49,16 @@ func (n None) Run(ctx context.Context, spec Spec) (Result, error) {
 		if err != nil {
 			return Result{ExitCode: -1}, fmt.Errorf("prepare %s: listen for its cluster: %w", spec.Plugin, err)
 		}
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			spec.Cluster.Serve(l)
+		served := make(chan error, 1)
+		go func() { served <- spec.Cluster.Serve(l) }()
+		defer func() {
+			l.Close()
+			// Serve returns nil once its listener is closed; anything else
+			// means the plugin lost its cluster, which its result must say.
+			if serveErr := <-served; serveErr != nil && err == nil {
+				err = fmt.Errorf("the call's API gateway stopped: %w", serveErr)
+			}
 		}()
-		defer func() { l.Close(); <-served }()
 		kubeconfig = filepath.Join(work, "kubeconfig")
 		if err := clientcmd.WriteToFile(*spec.Cluster.Kubeconfig(l.Addr().String()), kubeconfig); err != nil {
 			return Result{ExitCode: -1}, fmt.Errorf("prepare %s: write kubeconfig: %w", spec.Plugin, err)
@@ -72,6 +76,11 @@ func (n None) Run(ctx context.Context, spec Spec) (Result, error) {
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", spec.Plugin, err)
+	}
+	if spec.RunTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, spec.RunTimeout)
+		defer cancel()
 	}
 	done := make(chan struct{})
 	stopped := make(chan bool, 1)

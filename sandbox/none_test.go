@@ -116,3 +116,15 @@ func TestLimitedBuffer(t *testing.T) {
 		t.Fatalf("kept %q, truncated %d, OnFull called %d times", b.String(), b.Truncated(), full)
 	}
 }
+
+// RunTimeout bounds the plugin's own run: it is killed when it passes.
+func TestNoneRunTimeoutStopsThePlugin(t *testing.T) {
+	start := time.Now()
+	res, err := None{}.Run(context.Background(), Spec{Plugin: script(t, "trap '' TERM\nsleep 30\n"), RunTimeout: 300 * time.Millisecond})
+	if err != nil || !res.Stopped || res.ExitCode != -1 {
+		t.Fatalf("result %+v, err %v", res, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("stopped after %s", took)
+	}
+}

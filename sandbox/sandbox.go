@@ -2,14 +2,14 @@ package sandbox
 
 import (
 	"context"
-	"net"
-
 	"errors"
 	"fmt"
 	"io"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"net"
 	"sync"
 	"time"
+
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Backend runs one plugin process in isolation. Every plugin run, whether a
@@ -20,6 +20,36 @@ type Backend interface {
 	// Run runs the plugin to the end, or until ctx ends, when it kills the
 	// plugin and everything it started before returning.
 	Run(ctx context.Context, spec Spec) (Result, error)
+}
+
+// Backends are the sandbox backends of one server, by the kind of plugin
+// they run. A nil field means plugins of that kind are listed but never
+// run, not even for --help.
+type Backends struct {
+	// Native runs executables and scripts.
+	Native Backend
+	// Wasm runs WebAssembly modules (kubectl-<name>.wasm).
+	Wasm Backend
+}
+
+// For returns the backend that runs a plugin, wasm or native, or nil.
+func (b Backends) For(wasm bool) Backend {
+	if wasm {
+		return b.Wasm
+	}
+	return b.Native
+}
+
+// Close releases every backend that holds something (a containerd
+// connection, sandboxes still being removed).
+func (b Backends) Close() error {
+	var errs []error
+	for _, backend := range []Backend{b.Native, b.Wasm} {
+		if c, ok := backend.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Spec is one plugin run. Arguments travel as argv: no shell reads them.
@@ -39,6 +69,10 @@ type Spec struct {
 	Stdin io.Reader
 	// Stdout and Stderr receive the plugin's output; nil discards it.
 	Stdout, Stderr io.Writer
+	// RunTimeout, when set, bounds the plugin's own run, counted from the
+	// moment it starts: the time its sandbox takes to set up is not the
+	// plugin's. When it passes, the plugin is killed and Stopped is set.
+	RunTimeout time.Duration
 }
 
 // ClusterAccess is how a plugin reaches its cluster: through the call's API

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
@@ -62,7 +63,12 @@ func BenchmarkDiscovery1000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rt, err := runtime.New(cfg, runtime.Options{PathEnv: pathEnv, KrewRoot: home, CacheFile: filepath.Join(home, "cache", "kubernetes-mcp-server", "plugins-cache.json")})
+	parts, err := compose.Build(context.Background(), cfg, compose.Env{PathEnv: pathEnv, KrewRoot: home}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := runtime.New(cfg, runtime.Options{Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container,
+		CacheFile: filepath.Join(home, "cache", "kubernetes-mcp-server", "plugins-cache.json")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,8 +20,15 @@ file would use. Every value names its source: default, file (with the line),
 env (with the variable) or flag.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "toml" && output != "json" {
+				return fmt.Errorf("--output must be toml or json, not %q", output)
+			}
+			// Fail exactly where serving would: settings, policy, clusters.
 			cfg, err := loadConfig(cmd)
 			if err != nil {
+				return err
+			}
+			if _, err := loadClusters(cfg); err != nil {
 				return err
 			}
 			switch output {

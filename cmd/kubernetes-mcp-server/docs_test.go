@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -32,3 +35,40 @@ func TestReadmeNamesEveryKey(t *testing.T) {
 		}
 	})
 }
+
+// Every test SECURITY.md names as the proof of a promise exists, so a
+// renamed or deleted test cannot leave a promise unbacked.
+func TestSecurityNamesOnlyTestsThatExist(t *testing.T) {
+	doc, err := os.ReadFile("../../SECURITY.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defined := map[string]bool{}
+	err = filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		for _, m := range testFunc.FindAllStringSubmatch(string(data), -1) {
+			defined[m[1]] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := testName.FindAllString(string(doc), -1)
+	if len(named) < 20 {
+		t.Fatalf("SECURITY.md names only %d tests", len(named))
+	}
+	for _, name := range named {
+		if !defined[name] {
+			t.Errorf("SECURITY.md names %s, which no test file defines", name)
+		}
+	}
+}
+
+var (
+	testFunc = regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)\w+)\(`)
+	testName = regexp.MustCompile(`\b(?:Test|Fuzz)[A-Z]\w+`)
+)

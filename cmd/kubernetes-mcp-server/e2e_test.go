@@ -265,7 +265,7 @@ func testStdio(t *testing.T, backend string) {
 		}
 	}
 	// The manifest travels on stdin: a sandboxed plugin reads no file of ours.
-	res, r = call(t, s, ctx, "plugin_score", map[string]any{"args": []string{"score", "-"}, "stdin": deployment})
+	_, r = call(t, s, ctx, "plugin_score", map[string]any{"args": []string{"score", "-"}, "stdin": deployment})
 	if !strings.Contains(r.Output, "apps/v1/Deployment web") {
 		t.Errorf("kube-score: exit %d\n%s\n%s", r.ExitCode, r.Output, r.Error)
 	}

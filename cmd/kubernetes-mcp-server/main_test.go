@@ -159,6 +159,54 @@ func TestBadConfigurationExitsNamingTheKey(t *testing.T) {
 	}
 }
 
+// `config show` fails exactly where serving would, with the same message,
+// naming the file and line where it can.
+func TestConfigShowFailsWhereServingWould(t *testing.T) {
+	clusterDir := t.TempDir()
+	pin := "sha256:" + strings.Repeat("a", 64)
+	tests := []struct {
+		name, file string
+		want       []string
+	}{
+		{"a glob that names no plugin", "[plugins]\nallowed_plugins = [\"kubectl-\"]\n",
+			[]string{"config.toml:2", "plugins.allowed_plugins", `"kubectl-" names no plugin`}},
+		{"a blocked glob that names no plugin", "[plugins]\nblocked_plugins = [\"ok\", \" kubectl- \"]\n",
+			[]string{"config.toml:2", "plugins.blocked_plugins", "names no plugin"}},
+		{"two pins for one plugin", fmt.Sprintf("[plugins.pins]\nget_all = %q\nget-all = %q\n", pin, pin),
+			[]string{"config.toml:", "pins.", "names the same plugin"}},
+		{"a bad pin", "[plugins.pins]\nevict = \"sha256:xyz\"\n",
+			[]string{"config.toml:", "plugins.pins", `want "sha256:" and 64 lowercase hex digits`}},
+		{"two rules of one name", "[[plugins.rules]]\nname = \"a\"\nplugins = [\"x\"]\nverbs = [\"get\"]\nresources = [\"pods\"]\n" +
+			"[[plugins.rules]]\nname = \"a\"\nplugins = [\"y\"]\nverbs = [\"get\"]\nresources = [\"pods\"]\n",
+			[]string{"config.toml:", `"a" is also the name of`}},
+		{"an unknown default cluster", fmt.Sprintf("[clusters]\nkubeconfig_dir = %q\ndefault_cluster = \"prod\"\n", clusterDir),
+			[]string{`default_cluster "prod" is not a known cluster`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := writeFile(t, tt.file)
+			_, showErr, showCode := run(t, nil, "config", "show", "--config", file)
+			_, serveErr, serveCode := run(t, nil, "--config", file)
+			if showCode == 0 || serveCode == 0 {
+				t.Fatalf("config show exited %d, serving %d; want both to fail", showCode, serveCode)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(showErr, w) {
+					t.Errorf("config show does not say %q:\n%s", w, showErr)
+				}
+			}
+			if last := lastLine(serveErr); !strings.Contains(showErr, last) {
+				t.Errorf("serving failed with\n%s\nwhich config show did not say:\n%s", last, showErr)
+			}
+		})
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
 // The server finds the real test clusters, reports them, serves, and stops
 // cleanly on SIGTERM.
 func TestServeReportsClustersAndStopsOnSignal(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
@@ -43,7 +45,7 @@ func newRuntimeWith(cmd *cobra.Command, cfg *config.Config, reg *clusters.Regist
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	rt, err := buildRuntime(cfg, reg, log, false)
+	rt, err := buildRuntime(cmd.Context(), cfg, reg, log, false)
 	if err != nil {
 		return nil, err
 	}
@@ -54,18 +56,20 @@ func newRuntimeWith(cmd *cobra.Command, cfg *config.Config, reg *clusters.Regist
 	return rt, nil
 }
 
-// buildRuntime is the one way the commands make a runtime: with the
+// buildRuntime is the one way the commands make a runtime: the policy and
+// sandbox backends the configuration describes (internal/compose), with the
 // process's PATH and KREW_ROOT, the plugin cache and the clusters.
-func buildRuntime(cfg *config.Config, reg *clusters.Registry, log hclog.Logger, server bool) (*runtime.Runtime, error) {
+func buildRuntime(ctx context.Context, cfg *config.Config, reg *clusters.Registry, log hclog.Logger, server bool) (*runtime.Runtime, error) {
+	parts, err := compose.Build(ctx, cfg, compose.Env{PathEnv: os.Getenv("PATH"), KrewRoot: os.Getenv("KREW_ROOT"), Server: server}, log)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
 	rt, err := runtime.New(cfg, runtime.Options{
-		Logger:    log,
-		PathEnv:   os.Getenv("PATH"),
-		KrewRoot:  os.Getenv("KREW_ROOT"),
-		CacheFile: runtime.DefaultCacheFile(),
-		Clusters:  reg,
-		Server:    server,
+		Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container,
+		Logger: log, CacheFile: compose.DefaultCacheFile(), Clusters: reg,
 	})
 	if err != nil {
+		parts.Backends.Close()
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	return rt, nil
@@ -110,7 +114,7 @@ and always has every field; --details adds them to the table.`,
 			if output == "json" {
 				return writeJSON(cmd.OutOrStdout(), map[string]any{"plugins": plugins, "warnings": warnings})
 			}
-			writePluginTable(cmd.OutOrStdout(), cmd.ErrOrStderr(), plugins, warnings, details, rt.Backend())
+			writePluginTable(cmd.OutOrStdout(), cmd.ErrOrStderr(), plugins, warnings, details, rt.Sandbox().Available)
 			return nil
 		},
 	}
@@ -171,7 +175,7 @@ func writeJSON(w io.Writer, v any) error {
 
 // writePluginTable prints plugins as `kubectl plugin list` does: a path per
 // plugin, its warnings under it.
-func writePluginTable(out, errOut io.Writer, plugins []runtime.PluginInfo, warnings []discovery.Warning, details bool, backend string) {
+func writePluginTable(out, errOut io.Writer, plugins []runtime.PluginInfo, warnings []discovery.Warning, details, runnable bool) {
 	byPath := map[string][]string{}
 	var others []string
 	listed := map[string]bool{}
@@ -211,7 +215,7 @@ func writePluginTable(out, errOut io.Writer, plugins []runtime.PluginInfo, warni
 			}
 		}
 	}
-	if backend == "" && len(plugins) > 0 {
+	if !runnable && len(plugins) > 0 {
 		fmt.Fprintln(errOut, "note: no sandbox backend is available, so no plugin's --help was run and no plugin can run.")
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,12 +10,14 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/mcpserver"
 )
 
@@ -52,14 +55,31 @@ which beats the file, which beats the default. 'config show' prints the result.`
 	return root
 }
 
-// loadConfig reads the configuration the command line points at.
+// loadConfig reads the configuration the command line points at and checks
+// it as serving would: the settings, then the policy built from them.
 func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	file, _ := cmd.Flags().GetString("config")
 	cfg, err := config.Load(config.Options{File: file, Flags: cmd.Flags()})
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	if _, err := compose.Policy(cfg); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%s%w", policyOrigin(cfg, err), err)
+	}
 	return cfg, nil
+}
+
+// policyOrigin names where the [plugins] key a policy error is about was
+// set ("file.toml:12: "), so the operator finds it as for any other error.
+func policyOrigin(cfg *config.Config, err error) string {
+	msg := strings.TrimPrefix(err.Error(), "plugin policy: ")
+	key, _, _ := strings.Cut(msg, ":")
+	key, _, _ = strings.Cut(key, "[")
+	key, _, _ = strings.Cut(key, ".")
+	if v, ok := cfg.Values()["plugins."+key]; ok && v.Origin != "" {
+		return v.Origin + ": "
+	}
+	return ""
 }
 
 func newLogger(cfg *config.Config, out io.Writer) hclog.Logger {
@@ -108,17 +128,17 @@ func serve(cmd *cobra.Command) error {
 		c, _ := reg.Get(name)
 		log.Info("cluster", "name", name, "server", c.Server, "source", c.Source, "default", name == reg.Default())
 	}
-	rt, err := buildRuntime(cfg, reg, log, true)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rt, err := buildRuntime(ctx, cfg, reg, log, true)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	if rt.Backend() == "" {
+	if !rt.Sandbox().Available {
 		log.Warn(`no sandbox backend is available: plugins are listed but cannot run; set [sandbox] backend = "none" to run them without a sandbox`)
 	}
 
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if cfg.Plugins.Enabled {
 		if _, err := rt.Discover(ctx); err != nil {
 			return fmt.Errorf("discover plugins: %w", err)
@@ -138,18 +158,42 @@ func serve(cmd *cobra.Command) error {
 		return err
 	}
 	log.Info("serving tools", "count", len(srv.Tools()), "tools", strings.Join(srv.Tools(), ","))
+	// The transports outlive the signal: calls in flight still deliver
+	// their results while the server drains.
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(cmd.Context()))
+	defer stopServing()
+	served := make(chan error, 1)
 	if cfg.Server.Port == 0 {
 		log.Info("serving MCP over stdio")
-		err = srv.ServeStdio(ctx, cmd.InOrStdin(), cmd.OutOrStdout())
+		go func() { served <- srv.ServeStdio(serveCtx, cmd.InOrStdin(), cmd.OutOrStdout()) }()
 	} else {
 		addr := net.JoinHostPort(cfg.Server.BindAddress, strconv.Itoa(cfg.Server.Port))
 		fmt.Fprintf(cmd.ErrOrStderr(), "MCP server listening:\n  streamable HTTP  http://%s/mcp\n  SSE              http://%s/sse\n  health           http://%s/health\ntools (%d): %s\n",
 			addr, addr, addr, len(srv.Tools()), strings.Join(srv.Tools(), ", "))
-		err = srv.ServeHTTP(ctx, addr)
+		go func() { served <- srv.ServeHTTP(serveCtx, addr) }()
 	}
-	if err != nil && ctx.Err() == nil {
-		return err
+	var serveErr error
+	select {
+	case serveErr = <-served:
+		served = nil // the transport ended by itself: stdin closed, or it failed
+	case <-ctx.Done():
+		log.Info("shutting down: no new calls; calls in flight get the grace period", "grace", cfg.Server.ShutdownGrace)
 	}
-	log.Info("shutting down")
-	return nil
+	stop()
+	// Bounded: calls cancelled after the grace get a little longer to
+	// remove their sandboxes and write their audit records.
+	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(cmd.Context()), cfg.Server.ShutdownGrace+30*time.Second)
+	defer cancelDrain()
+	if err := srv.Shutdown(drainCtx, cfg.Server.ShutdownGrace); err != nil {
+		log.Error("calls were still running when the server stopped", "error", err)
+	}
+	stopServing()
+	if served != nil {
+		serveErr = <-served
+	}
+	if err := rt.Close(); err != nil {
+		log.Error("shutdown incomplete", "error", err)
+	}
+	log.Info("shut down")
+	return serveErr
 }

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
@@ -102,7 +104,7 @@ func startClusters(names ...string) (*Clusters, error) {
 // KubeAPIServer returns the cached kube-apiserver binary, building it from
 // the Go module proxy the first time on this machine.
 func KubeAPIServer() (string, error) {
-	root, err := RepoRoot()
+	root, err := images.RepoRoot()
 	if err != nil {
 		return "", err
 	}

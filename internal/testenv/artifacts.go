@@ -25,7 +25,7 @@ var (
 func RealPlugins(t testing.TB) string {
 	t.Helper()
 	pluginsOnce.Do(func() {
-		root, err := RepoRoot()
+		root, err := images.RepoRoot()
 		if err != nil {
 			pluginsErr = err
 			return

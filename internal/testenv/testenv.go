@@ -3,12 +3,10 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,25 +36,6 @@ func atExit(f func()) {
 	mu.Lock()
 	defer mu.Unlock()
 	cleanups = append(cleanups, f)
-}
-
-// RepoRoot is the top folder of this repository.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			bytes.HasPrefix(data, []byte("module github.com/kubernetes-mcp-server/kubernetes-mcp-server\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod of kubernetes-mcp-server above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // process is a server the test environment started. It runs in its own

@@ -2,14 +2,86 @@
 // ([[plugins.rules]]): verbs, resources, globs and names. It is the one
 // definition both the configuration loader (which reports file and line) and
 // policy (which compiles the rules) use, so the two cannot disagree on what
-// a valid rule is. It imports nothing of this module.
+// a valid rule is. It also holds the other pieces of policy syntax that
+// both read: plugin globs, pins and the default destructive patterns. Of
+// this module it imports only internal/pluginname.
 package rulesyntax
 
 import (
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 )
+
+// Rule allows some Kubernetes API requests of some plugins on some
+// clusters; it is one [[plugins.rules]] entry, as the configuration loads
+// it and as policy compiles it. Rules only allow: a request no rule allows
+// falls to the default, read-only without secrets.
+type Rule struct {
+	// Name identifies the rule in decisions and audits; "" names it
+	// "rules[i]" by its index.
+	Name string `json:"name,omitempty"`
+	// Plugins are plugin name globs, compared as pluginname.Normalize
+	// spells both sides (as allowed_plugins). Required.
+	Plugins []string `json:"plugins"`
+	// Clusters are cluster name globs (path.Match); nil or empty means
+	// every cluster, and "*" alone matches every name, even one with "/".
+	Clusters []string `json:"clusters"`
+	// Verbs are Kubernetes verbs (Verbs) or "*" for all of them. Required.
+	Verbs []string `json:"verbs"`
+	// Resources are written resource[.group][/subresource], as
+	// ParseResource reads them: "pods", "pods/log", "deployments.apps",
+	// "*/scale", "*". Required.
+	Resources []string `json:"resources"`
+	// Namespaces are namespace globs; "" matches requests with no
+	// namespace: cluster-scoped ones and those across all namespaces. nil or
+	// empty means ["*"], which matches every namespace and "" too; "?*"
+	// matches every namespace but not "".
+	Namespaces []string `json:"namespaces"`
+}
+
+// Clone returns a deep copy of r.
+func (r Rule) Clone() Rule {
+	r.Plugins = append([]string(nil), r.Plugins...)
+	r.Clusters = append([]string(nil), r.Clusters...)
+	r.Verbs = append([]string(nil), r.Verbs...)
+	r.Resources = append([]string(nil), r.Resources...)
+	r.Namespaces = append([]string(nil), r.Namespaces...)
+	return r
+}
+
+// DefaultDestructivePatterns are the plugin names that read as changing or
+// removing things in a cluster. It returns a new slice on every call.
+func DefaultDestructivePatterns() []string {
+	return []string{"*delete*", "*remove*", "*destroy*", "*evict*", "*drain*", "*cordon*", "*terminate*"}
+}
+
+// CheckPluginGlob checks a plugin name or glob (allowed_plugins,
+// blocked_plugins, cluster_plugins, destructive_patterns, a rule's
+// plugins) as policy matches it: spelled by pluginname.Normalize, it must
+// name something and be a valid path.Match pattern. A bad pattern's error
+// wraps path.ErrBadPattern.
+func CheckPluginGlob(raw string) error {
+	glob := pluginname.Normalize(raw)
+	if glob == "" {
+		return fmt.Errorf("%q names no plugin", raw)
+	}
+	if _, err := path.Match(glob, ""); err != nil {
+		return fmt.Errorf("bad pattern %q: %w", raw, err)
+	}
+	return nil
+}
+
+// CheckPin checks a pin: "sha256:" and 64 lowercase hex digits.
+func CheckPin(pin string) error {
+	hex, ok := strings.CutPrefix(pin, "sha256:")
+	if ok && len(hex) == 64 && strings.Trim(hex, "0123456789abcdef") == "" {
+		return nil
+	}
+	return fmt.Errorf("want \"sha256:\" and 64 lowercase hex digits, got %q", pin)
+}
 
 // Verbs are the Kubernetes API verbs a rule may name, besides "*" for all
 // of them, in the order k8s.io/apiserver's RequestInfo documents them. It

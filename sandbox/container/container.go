@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/defaults"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/hashicorp/go-hclog"
 	"k8s.io/client-go/tools/clientcmd"
@@ -48,7 +50,16 @@ type Config struct {
 	// Sweep removes, at start, every sandbox an earlier server left. Only
 	// the server may: a command run beside it would remove its live calls.
 	Sweep bool
+	// OperationTimeout bounds each request to containerd; 0 means
+	// DefaultOperationTimeout. The plugin's own run is bounded by its
+	// call's context instead.
+	OperationTimeout time.Duration
 }
+
+// DefaultOperationTimeout is how long a containerd request may take.
+// containerd answers in milliseconds, so one this late means a stalled
+// containerd, and the call fails rather than hang (holding its slot).
+const DefaultOperationTimeout = 15 * time.Second
 
 // CallFor is the profile input of one call: the same for a run and for
 // `profile show`, so what an operator audits is what runs.
@@ -67,9 +78,24 @@ type Backend struct {
 	log    hclog.Logger
 	client *containerd.Client
 
+	timeout time.Duration // of each containerd request
+
 	mu       sync.Mutex
-	pending  map[string]bool // containers whose removal failed, retried later
-	removals sync.WaitGroup  // removals still running after their call returned
+	pending  map[string]*pendingRemoval // containers whose removal failed, retried later
+	retrying sync.Mutex                 // one retry of pending at a time
+	removals sync.WaitGroup             // removals still running after their call returned
+}
+
+// pendingRemoval is a container an earlier call could not remove.
+type pendingRemoval struct {
+	// mayAppear is set when a request that creates the container or its
+	// task stalled: containerd may still carry it out once it answers
+	// again, and a removal racing that would miss what is created after it.
+	mayAppear bool
+	// settled is when such a removal may start: one operation deadline
+	// after containerd answered again, when every request it held has been
+	// carried out or has expired.
+	settled time.Time
 }
 
 // New connects to containerd, checks the image, and removes what an
@@ -86,15 +112,32 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if _, err := os.Stat(cfg.Address); err != nil {
 		return nil, fmt.Errorf("containerd: no socket at %s: %w", cfg.Address, err)
 	}
-	client, err := containerd.New(cfg.Address, containerd.WithDefaultNamespace(cfg.Namespace), containerd.WithTimeout(3*time.Second))
+	timeout := cfg.OperationTimeout
+	if timeout <= 0 {
+		timeout = DefaultOperationTimeout
+	}
+	if cfg.Runtime == "" {
+		cfg.Runtime = defaults.DefaultRuntime
+	}
+	// Naming the runtime spares containerd.New a request without deadline
+	// (it would ask the namespace's default).
+	dialed := time.Now()
+	client, err := containerd.New(cfg.Address, containerd.WithDefaultNamespace(cfg.Namespace),
+		containerd.WithDefaultRuntime(cfg.Runtime), containerd.WithTimeout(timeout))
 	if err != nil {
+		// grpc's dial error does not wrap the deadline; the time tells.
+		if time.Since(dialed) >= timeout {
+			return nil, fmt.Errorf("connect to containerd at %s: it did not answer within %s: %w", cfg.Address, timeout, err)
+		}
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
 	}
-	vctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if _, err := client.Version(vctx); err != nil {
+	b := &Backend{cfg: cfg, log: log, client: client, timeout: timeout, pending: map[string]*pendingRemoval{}}
+	if err := b.op(ctx, "ask containerd at "+cfg.Address+" its version", func(ctx context.Context) error {
+		_, err := client.Version(ctx)
+		return err
+	}); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("containerd at %s does not answer: %w", cfg.Address, err)
+		return nil, err
 	}
 	for _, dir := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "calls")} {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -102,7 +145,6 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 			return nil, fmt.Errorf("sandbox state folder: %w", err)
 		}
 	}
-	b := &Backend{cfg: cfg, log: log, client: client, pending: map[string]bool{}}
 	if !cfg.Sweep {
 		return b, nil
 	}
@@ -117,21 +159,63 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 // Name implements sandbox.Backend.
 func (b *Backend) Name() string { return "container" }
 
-// Close waits for the removals still running, then releases the
-// connection to containerd.
+// Close waits for the removals still running and retries those that
+// failed, then releases the connection to containerd.
 func (b *Backend) Close() error {
-	b.removals.Wait()
+	b.Quiesce()
 	return b.client.Close()
 }
 
-// Quiesce waits until every finished call's sandbox is removed.
-func (b *Backend) Quiesce() { b.removals.Wait() }
+// Quiesce waits until every finished call's sandbox is removed, as far as
+// containerd lets it: what it cannot remove is left to the next retry, or
+// to the next server's start-up sweep.
+func (b *Backend) Quiesce() {
+	b.removals.Wait()
+	b.drainPending()
+}
+
+// op runs one containerd request under the operation deadline, so that a
+// stalled containerd fails the request, with what it was, instead of
+// hanging it.
+func (b *Backend) op(ctx context.Context, what string, request func(context.Context) error) error {
+	rctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	err := request(rctx)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		return &stallError{what: what, after: b.timeout, err: err}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// stallError is a containerd request that outlived the operation deadline.
+type stallError struct {
+	what  string
+	after time.Duration
+	err   error
+}
+
+func (e *stallError) Error() string {
+	return fmt.Sprintf("%s: containerd did not answer within %s: %v", e.what, e.after, e.err)
+}
+
+func (e *stallError) Unwrap() error { return e.err }
+
+func isStall(err error) bool {
+	var s *stallError
+	return errors.As(err, &s)
+}
 
 // Sweep removes every container, network namespace and call folder of ours.
 func (b *Backend) Sweep(ctx context.Context) (int, error) {
-	containers, err := b.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", LabelOwner, ownerValue))
-	if err != nil {
-		return 0, fmt.Errorf("list leftover containers: %w", err)
+	var containers []containerd.Container
+	if err := b.op(ctx, "list leftover containers", func(ctx context.Context) (err error) {
+		containers, err = b.client.Containers(ctx, fmt.Sprintf("labels.%q==%s", LabelOwner, ownerValue))
+		return err
+	}); err != nil {
+		return 0, err
 	}
 	var errs []error
 	for _, c := range containers {
@@ -149,7 +233,7 @@ func (b *Backend) Sweep(ctx context.Context) (int, error) {
 // Run implements sandbox.Backend: one fresh container and task for the
 // call, removed on every path.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
-	b.retryPending()
+	b.retryPendingInBackground()
 	if err := ctx.Err(); err != nil {
 		return sandbox.Result{ExitCode: -1, Stopped: true}, nil
 	}
@@ -181,51 +265,67 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	undo = append(undo, func() { os.RemoveAll(callDir) })
 
 	call := b.cfg.CallFor(id, spec.Plugin, spec.Args, spec.Env, spec.Cluster != nil)
+	var link *clusterLink
 	if spec.Cluster != nil {
-		stop, err := b.connectCluster(call, spec.Cluster)
-		if err != nil {
+		var err error
+		if link, err = b.connectCluster(call, spec.Cluster); err != nil {
 			return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
 		}
-		undo = append(undo, stop)
+		undo = append(undo, link.stop)
 	}
 	ociSpec, err := Spec(ctx, b.cfg.Namespace, call)
 	if err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("sandbox profile for %s: %w", spec.Plugin, err)
 	}
+	if err := link.failed(); err != nil {
+		return sandbox.Result{ExitCode: -1}, err
+	}
 
-	// Creation and removal must finish even when the call's ctx ends.
+	// Creation and removal must finish even when the call's ctx ends; each
+	// request has the operation deadline instead.
 	bg := context.WithoutCancel(ctx)
+	// Once a request stalled, containerd likely still is: the removal is
+	// left to a later retry rather than stall this call again.
+	var stalled atomic.Bool
+	op := func(what string, request func(context.Context) error) error {
+		err := b.op(bg, what+" for "+spec.Plugin, request)
+		if isStall(err) {
+			stalled.Store(true)
+		}
+		return err
+	}
+	// A creating request that stalled may still be carried out once
+	// containerd answers again; the retry must wait for that. (One cut off
+	// by containerd's end was carried out or not: the retry finds out.)
+	var uncertain atomic.Bool
 	labels := map[string]string{LabelOwner: ownerValue, LabelCallID: spec.ID}
 	var runtimeOpts any
 	if b.cfg.RuntimeBinary != "" {
 		runtimeOpts = &options.Options{BinaryName: b.cfg.RuntimeBinary}
 	}
-	container, err := b.client.NewContainer(bg, id,
-		containerd.WithSpec(ociSpec),
-		containerd.WithContainerLabels(labels),
-		containerd.WithRuntime(b.cfg.Runtime, runtimeOpts))
-	if err != nil {
-		return sandbox.Result{ExitCode: -1}, fmt.Errorf("create sandbox for %s: %w", spec.Plugin, err)
+	var container containerd.Container
+	if err := op("create the sandbox", func(ctx context.Context) (err error) {
+		container, err = b.client.NewContainer(ctx, id,
+			containerd.WithSpec(ociSpec),
+			containerd.WithContainerLabels(labels),
+			containerd.WithRuntime(b.cfg.Runtime, runtimeOpts))
+		return err
+	}); err != nil {
+		if isStall(err) || errdefs.IsUnavailable(err) {
+			b.addPending(id, isStall(err))
+		}
+		return sandbox.Result{ExitCode: -1}, err
 	}
 	var task containerd.Task
 	undo = append(undo, func() {
-		// The handles at hand save containerd round trips; remove() is
-		// the slow path that finds whatever is left.
-		var err error
-		if task != nil {
-			_, err = task.Delete(bg, containerd.WithProcessKill)
+		if stalled.Load() || uncertain.Load() {
+			b.log.Warn("containerd stalled; a later retry removes the sandbox", "id", id)
+			b.addPending(id, uncertain.Load())
+			return
 		}
-		if err == nil || errdefs.IsNotFound(err) {
-			err = container.Delete(bg)
-		}
-		if err != nil && !errdefs.IsNotFound(err) {
-			err = b.remove(bg, id)
-		}
-		if err != nil {
+		if err := b.removeSandbox(bg, id, container, task); err != nil {
 			b.log.Warn("sandbox not removed yet; will retry", "id", id, "error", err)
-			b.mu.Lock()
-			b.pending[id] = true
-			b.mu.Unlock()
+			b.addPending(id, false)
 		}
 	})
 
@@ -237,26 +337,54 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	if spec.Stdin != nil {
 		stdin = &eofReader{r: spec.Stdin, eof: stdinEOF}
 	}
-	task, err = container.NewTask(bg, cio.NewCreator(cio.WithStreams(stdin, stdout, stderr)))
-	if err != nil {
-		return sandbox.Result{ExitCode: -1}, fmt.Errorf("start sandbox for %s: %w", spec.Plugin, err)
+	if err := op("start the sandbox", func(ctx context.Context) (err error) {
+		task, err = container.NewTask(ctx, cio.NewCreator(cio.WithStreams(stdin, stdout, stderr)))
+		return err
+	}); err != nil {
+		uncertain.Store(isStall(err))
+		return sandbox.Result{ExitCode: -1}, err
 	}
-	exited, err := task.Wait(bg)
+	drained := false
+	undo = append(undo, func() {
+		// A call that ends before its streams are drained closes them:
+		// output copied after Run returned would race the caller reading
+		// it, and the FIFOs would stay open when containerd cannot answer
+		// the task's deletion (which closes them otherwise).
+		if !drained {
+			pio := task.IO()
+			pio.Cancel()
+			pio.Close()
+			pio.Wait()
+		}
+	})
+	// Waiting for the plugin lasts as long as the call's ctx allows (see
+	// below), and ends with Run.
+	waitCtx, stopWaiting := context.WithCancel(bg)
+	defer stopWaiting()
+	exited, err := task.Wait(waitCtx)
 	if err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("watch sandbox for %s: %w", spec.Plugin, err)
 	}
 	start := time.Now()
-	if err := task.Start(bg); err != nil {
-		return sandbox.Result{ExitCode: -1}, fmt.Errorf("start plugin %s in its sandbox: %w", spec.Plugin, err)
+	if err := op("start the plugin in its sandbox", func(ctx context.Context) error { return task.Start(ctx) }); err != nil {
+		uncertain.Store(isStall(err))
+		return sandbox.Result{ExitCode: -1}, err
+	}
+	if spec.RunTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, spec.RunTimeout)
+		defer cancel()
 	}
 	if stdin != nil {
 		go func() {
 			select {
 			case <-stdinEOF:
-				if err := task.CloseIO(bg, containerd.WithStdinCloser); err != nil && !errdefs.IsNotFound(err) {
+				if err := op("close the plugin's stdin", func(ctx context.Context) error {
+					return task.CloseIO(ctx, containerd.WithStdinCloser)
+				}); err != nil && !errdefs.IsNotFound(err) {
 					b.log.Debug("close stdin", "id", id, "error", err)
 				}
-			case <-ctx.Done():
+			case <-waitCtx.Done():
 			}
 		}()
 	}
@@ -266,7 +394,11 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	case status = <-exited:
 	case <-ctx.Done():
 		res.Stopped = true
-		if err := task.Kill(bg, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		if err := op("stop the plugin", func(ctx context.Context) error {
+			return task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll)
+		}); isStall(err) {
+			return res, err
+		} else if err != nil && !errdefs.IsNotFound(err) {
 			b.log.Warn("kill sandbox", "id", id, "error", err)
 		}
 		select {
@@ -283,19 +415,46 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	// All output is in once the plugin's streams are drained; removing
 	// the sandbox need not delay the result.
 	task.IO().Wait()
-	async = true
+	drained, async = true, true
 	// The shim reports death by signal N as 128+N.
 	if code > 128 && code < 160 {
 		res.Signal = syscall.Signal(code - 128).String()
 	} else {
 		res.ExitCode = int(code)
 	}
+	if err := link.failed(); err != nil {
+		return res, err
+	}
 	return res, nil
+}
+
+// clusterLink is a call's network namespace with the call's API gateway
+// served in it.
+type clusterLink struct {
+	stop     func()
+	served   chan struct{}
+	serveErr error // valid once served is closed
+}
+
+// failed returns why the gateway stopped before the call closed it, if it
+// did; Serve returns nil when its listener is closed, so nil is no failure.
+func (c *clusterLink) failed() error {
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c.served:
+		if c.serveErr != nil {
+			return fmt.Errorf("the call's API gateway stopped: %w", c.serveErr)
+		}
+	default:
+	}
+	return nil
 }
 
 // connectCluster makes the call's network namespace, serves the call's
 // gateway inside it, and writes the kubeconfig that names it.
-func (b *Backend) connectCluster(call Call, access *sandbox.ClusterAccess) (stop func(), err error) {
+func (b *Backend) connectCluster(call Call, access *sandbox.ClusterAccess) (*clusterLink, error) {
 	ns, err := netns.New(filepath.Dir(call.NetNS), call.ID)
 	if err != nil {
 		return nil, err
@@ -309,72 +468,178 @@ func (b *Backend) connectCluster(call Call, access *sandbox.ClusterAccess) (stop
 		ns.Close()
 		return nil, err
 	}
-	served := make(chan struct{})
+	link := &clusterLink{served: make(chan struct{})}
 	go func() {
-		defer close(served)
-		access.Serve(l)
+		defer close(link.served)
+		link.serveErr = access.Serve(l)
 	}()
-	stop = func() {
+	link.stop = func() {
 		l.Close()
-		<-served
+		<-link.served
 		if err := ns.Close(); err != nil {
 			b.log.Warn("network namespace not removed", "id", call.ID, "error", err)
 		}
 	}
 	path := call.Kubeconfig
-	if err := clientcmd.WriteToFile(*access.Kubeconfig(l.Addr().String()), path); err == nil {
+	err = clientcmd.WriteToFile(*access.Kubeconfig(l.Addr().String()), path)
+	if err == nil {
 		err = os.Chown(path, int(call.User), int(call.User))
 	}
 	if err == nil {
 		err = os.Chmod(path, 0o400)
 	}
 	if err != nil {
-		stop()
+		link.stop()
 		return nil, fmt.Errorf("write the call's kubeconfig: %w", err)
 	}
-	return stop, nil
+	return link, nil
 }
 
-// remove deletes a container and its task, whatever state they are in.
-func (b *Backend) remove(ctx context.Context, id string) error {
-	c, err := b.client.LoadContainer(ctx, id)
+// removeSandbox removes a call's task and container with the handles at
+// hand, which saves containerd round trips; remove() is the slow path that
+// finds whatever is left.
+func (b *Backend) removeSandbox(ctx context.Context, id string, container containerd.Container, task containerd.Task) error {
+	var err error
+	if task != nil {
+		err = b.op(ctx, "delete the task of "+id, func(ctx context.Context) error {
+			_, err := task.Delete(ctx, containerd.WithProcessKill)
+			return err
+		})
+	}
+	if err == nil || errdefs.IsNotFound(err) {
+		err = b.op(ctx, "delete sandbox "+id, func(ctx context.Context) error { return container.Delete(ctx) })
+	}
+	if err != nil && !errdefs.IsNotFound(err) && !isStall(err) {
+		err = b.remove(ctx, id)
+	}
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	if task, err := c.Task(ctx, nil); err == nil {
-		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("delete task %s: %w", id, err)
-		}
-	} else if !errdefs.IsNotFound(err) {
-		return fmt.Errorf("load task %s: %w", id, err)
-	}
-	if err := c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("delete container %s: %w", id, err)
-	}
-	return nil
+	return err
 }
 
-// retryPending removes containers an earlier call could not, such as while
-// containerd was down.
-func (b *Backend) retryPending() {
+// remove deletes a container and its task, whatever state they are in,
+// within one operation deadline.
+func (b *Backend) remove(ctx context.Context, id string) error {
+	return b.op(ctx, "remove sandbox "+id, func(ctx context.Context) error {
+		c, err := b.client.LoadContainer(ctx, id)
+		if errdefs.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if task, err := c.Task(ctx, nil); err == nil {
+			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("delete task: %w", err)
+			}
+		} else if !errdefs.IsNotFound(err) {
+			return fmt.Errorf("load task: %w", err)
+		}
+		if err := c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("delete container: %w", err)
+		}
+		return nil
+	})
+}
+
+// addPending records a container to remove later.
+func (b *Backend) addPending(id string, mayAppear bool) {
 	b.mu.Lock()
-	ids := make([]string, 0, len(b.pending))
-	for id := range b.pending {
-		ids = append(ids, id)
+	defer b.mu.Unlock()
+	p := b.pending[id]
+	if p == nil {
+		p = &pendingRemoval{}
+		b.pending[id] = p
+	}
+	if mayAppear {
+		// Whatever containerd answered before, it stalled again since.
+		p.mayAppear, p.settled = true, time.Time{}
+	}
+}
+
+// retryPendingInBackground retries the pending removals without holding
+// up the call that asks: containerd may still be stalled.
+func (b *Backend) retryPendingInBackground() {
+	b.mu.Lock()
+	n := len(b.pending)
+	b.mu.Unlock()
+	if n == 0 || !b.retrying.TryLock() {
+		return
+	}
+	b.removals.Add(1)
+	go func() {
+		defer b.removals.Done()
+		defer b.retrying.Unlock()
+		b.retryPending()
+	}()
+}
+
+// retryPending removes containers earlier calls could not, such as while
+// containerd was down or stalled. It returns how many are left, and when
+// the first of those still settling may be removed (zero for none). The
+// caller holds b.retrying.
+func (b *Backend) retryPending() (left int, next time.Time) {
+	b.mu.Lock()
+	n := len(b.pending)
+	b.mu.Unlock()
+	if n == 0 {
+		return 0, time.Time{}
+	}
+	if err := b.op(context.Background(), "ask containerd its version", func(ctx context.Context) error {
+		_, err := b.client.Version(ctx)
+		return err
+	}); err != nil {
+		b.log.Debug("containerd does not answer; pending removals wait", "count", n, "error", err)
+		return n, time.Time{}
+	}
+	now := time.Now()
+	b.mu.Lock()
+	var due []string
+	for id, p := range b.pending {
+		if p.mayAppear && p.settled.IsZero() {
+			p.settled = now.Add(b.timeout)
+		}
+		if now.Before(p.settled) {
+			if next.IsZero() || p.settled.Before(next) {
+				next = p.settled
+			}
+			continue
+		}
+		due = append(due, id)
 	}
 	b.mu.Unlock()
-	for _, id := range ids {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := b.remove(ctx, id)
-		cancel()
-		if err == nil {
-			b.mu.Lock()
-			delete(b.pending, id)
-			b.mu.Unlock()
+	for _, id := range due {
+		if err := b.remove(context.Background(), id); err != nil {
+			b.log.Debug("sandbox not removed yet", "id", id, "error", err)
+			continue
 		}
+		b.mu.Lock()
+		delete(b.pending, id)
+		b.mu.Unlock()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending), next
+}
+
+// drainPending retries the pending removals while some are left that only
+// need to settle first; it gives up on the others (containerd does not
+// answer, or refuses), and after two operation deadlines.
+func (b *Backend) drainPending() {
+	b.retrying.Lock()
+	defer b.retrying.Unlock()
+	deadline := time.Now().Add(2 * b.timeout)
+	for {
+		left, next := b.retryPending()
+		if left == 0 {
+			return
+		}
+		if next.IsZero() || next.After(deadline) {
+			b.log.Warn("sandboxes not removed yet; a later call, or the next start-up sweep, retries", "count", left)
+			return
+		}
+		time.Sleep(max(time.Until(next), 100*time.Millisecond))
 	}
 }
 

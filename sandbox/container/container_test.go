@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/containerd/containerd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
@@ -25,7 +28,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
 
 func rootfs(t testing.TB) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
+	root, err := images.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,9 +41,9 @@ func rootfs(t testing.TB) string {
 
 var testLimits = Limits{MemoryMiB: 128, Pids: 32, CPUMillicores: 1000, NoFile: 256, TmpMiB: 8}
 
-func newBackend(t testing.TB, ctrd *testenv.Containerd) *Backend {
+func testConfig(t testing.TB, ctrd *testenv.Containerd) Config {
 	t.Helper()
-	b, err := New(context.Background(), Config{
+	return Config{
 		Address:   ctrd.Address,
 		Namespace: ctrd.Namespace,
 		Runtime:   "io.containerd.runc.v2",
@@ -49,7 +52,17 @@ func newBackend(t testing.TB, ctrd *testenv.Containerd) *Backend {
 		User:      65534,
 		Limits:    testLimits,
 		Sweep:     true,
-	})
+	}
+}
+
+func newBackend(t testing.TB, ctrd *testenv.Containerd) *Backend {
+	t.Helper()
+	return newBackendFrom(t, testConfig(t, ctrd))
+}
+
+func newBackendFrom(t testing.TB, cfg Config) *Backend {
+	t.Helper()
+	b, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,5 +333,68 @@ func TestRunUsesTheProfileSpec(t *testing.T) {
 	}
 	if r := <-done; r.err != nil || r.res.ExitCode != 0 {
 		t.Errorf("%v %+v", r.err, r.res)
+	}
+}
+
+// When the call's API gateway stops with an error, at once or while the
+// plugin runs, Run says so, wrapping the cause, so the call's result does.
+func TestAGatewayThatStopsFailsTheCall(t *testing.T) {
+	b := newBackend(t, testenv.TestContainerd(t))
+	broken := errors.New("listener broke")
+	kubeconfig := func(addr string) *clientcmdapi.Config {
+		c := clientcmdapi.NewConfig()
+		c.Clusters["gw"] = &clientcmdapi.Cluster{Server: "https://" + addr}
+		c.Contexts["gw"] = &clientcmdapi.Context{Cluster: "gw"}
+		c.CurrentContext = "gw"
+		return c
+	}
+	for _, tc := range []struct {
+		name  string
+		serve func(l net.Listener) error
+		body  string
+	}{
+		{"at once", func(l net.Listener) error { l.Close(); return broken }, `echo ran`},
+		{"while the plugin runs", func(l net.Listener) error {
+			time.Sleep(300 * time.Millisecond)
+			l.Close()
+			return broken
+		}, `sleep 2; echo ran`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, tc.body),
+				Cluster: &sandbox.ClusterAccess{Serve: tc.serve, Kubeconfig: kubeconfig}})
+			if !errors.Is(r.err, broken) || !strings.Contains(r.err.Error(), "the call's API gateway stopped") {
+				t.Errorf("Run returned %v %+v, want the gateway's failure", r.err, r.res)
+			}
+			assertNothingLeft(t, b)
+		})
+	}
+	// A gateway that returns nil once its listener is closed is no failure.
+	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, `echo ran`), Cluster: &sandbox.ClusterAccess{
+		Serve: func(l net.Listener) error {
+			for {
+				if _, err := l.Accept(); err != nil {
+					return nil
+				}
+			}
+		},
+		Kubeconfig: kubeconfig,
+	}})
+	if r.err != nil || r.stdout != "ran\n" {
+		t.Errorf("with a gateway that stops normally: %v %+v %q", r.err, r.res, r.stdout)
+	}
+}
+
+// RunTimeout counts from the plugin's start, not the sandbox's set-up, and
+// kills the plugin when it passes.
+func TestRunTimeoutStopsThePlugin(t *testing.T) {
+	b := newBackend(t, testenv.TestContainerd(t))
+	start := time.Now()
+	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, "trap '' TERM; echo started; sleep 30"), RunTimeout: 500 * time.Millisecond})
+	if r.err != nil || !r.res.Stopped || r.res.ExitCode != -1 || r.stdout != "started\n" {
+		t.Fatalf("run %+v", r)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("stopped after %s", took)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sort"
 
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/contrib/seccomp"
@@ -66,7 +67,10 @@ func Profile(c Call) []Option {
 	}
 	return []Option{
 		{"root filesystem: the sandbox image, read-only", compose(oci.WithRootFSPath(c.Rootfs), oci.WithRootFSReadonly())},
-		{fmt.Sprintf("/tmp: a tmpfs of %d MiB, the only writable place", c.Limits.TmpMiB), withTmpfs("/tmp", c.Limits.TmpMiB)},
+		{fmt.Sprintf("/tmp: a tmpfs of %d MiB, writable", c.Limits.TmpMiB), withTmpfs("/tmp", c.Limits.TmpMiB)},
+		{fmt.Sprintf("/dev/shm: a tmpfs of %d MiB for POSIX shared memory, writable, noexec", shmMiB), withTmpfs("/dev/shm", shmMiB, "noexec")},
+		{"/proc, /sys, /dev and /dev/pts read-only; no /dev/mqueue", withReadOnlyKernelMounts},
+		{"/run: a root-owned, read-only tmpfs for mount points", withMountDir("/run")},
 		{"the plugin file, read-only at " + pluginInside, compose(withMountDir(PluginDir), withReadOnlyFile(c.Plugin, pluginInside))},
 		{kubeconfigStep, withKubeconfig(c.Kubeconfig)},
 		{"the plugin and its arguments as argv", oci.WithProcessArgs(append([]string{pluginInside}, c.Args...)...)},
@@ -109,11 +113,98 @@ func compose(opts ...oci.SpecOpts) oci.SpecOpts {
 	}
 }
 
-func withTmpfs(path string, mib int64) oci.SpecOpts {
-	return oci.WithMounts([]specs.Mount{{
+// shmMiB bounds /dev/shm, where glibc's shm_open and sem_open put POSIX
+// shared memory and named semaphores. Nothing in the image uses them, but
+// a plugin's own binary may (Python's multiprocessing locks, for one), so
+// the folder stays, small: 1 MiB holds hundreds of semaphores (a page
+// each) and small segments; bulk data belongs in /tmp, sized by the
+// operator. Its pages count against the call's memory limit too.
+const shmMiB = 1
+
+// withTmpfs is a writable, size-bounded tmpfs at path, in place of
+// containerd's default mount there if it has one.
+func withTmpfs(path string, mib int64, options ...string) oci.SpecOpts {
+	return withMount(specs.Mount{
 		Destination: path, Type: "tmpfs", Source: "tmpfs",
-		Options: []string{"nosuid", "nodev", "mode=1777", fmt.Sprintf("size=%dm", mib)},
-	}})
+		Options: append([]string{"nosuid", "nodev"}, append(options, "mode=1777", fmt.Sprintf("size=%dm", mib))...),
+	})
+}
+
+// withMount puts m in place of the mount at its destination, or after all
+// the others: containerd's defaults keep their order, so /dev is mounted
+// before what goes in it.
+func withMount(m specs.Mount) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		for i := range s.Mounts {
+			if s.Mounts[i].Destination == m.Destination {
+				s.Mounts[i] = m
+				return nil
+			}
+		}
+		s.Mounts = append(s.Mounts, m)
+		return nil
+	}
+}
+
+// withReadOnlyKernelMounts adds "ro" to containerd's default /proc, /dev
+// and /dev/pts (/sys has it), so that what is not "ro" is writable (see
+// writablePlaces). /dev and /dev/pts are root-owned 0755 anyway; a rw
+// /proc lets a process write its own entries (comm, oom_score_adj, ...),
+// which nothing here needs. runc makes /dev's nodes first and remounts it
+// read-only at the end; the nodes stay usable, /dev/stdout and
+// /proc/self/fd/N still open the streams themselves, /dev/ptmx still
+// makes ptys. containerd mounts no cgroup file system: /sys/fs/cgroup is
+// an empty folder of the read-only /sys. /dev/mqueue goes: POSIX message
+// queues are a writable place nothing here uses.
+func withReadOnlyKernelMounts(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+	mounts := s.Mounts[:0]
+	for _, m := range s.Mounts {
+		switch m.Destination {
+		case "/dev/mqueue":
+			continue
+		case "/proc", "/sys", "/dev", "/dev/pts":
+			if !mountedReadOnly(m) {
+				m.Options = append(append([]string(nil), m.Options...), "ro")
+			}
+		}
+		mounts = append(mounts, m)
+	}
+	s.Mounts = mounts
+	return nil
+}
+
+// mountedReadOnly tells whether m's options end up read-only: the last
+// of "ro" and "rw" wins, and "rw" is the default.
+func mountedReadOnly(m specs.Mount) bool {
+	ro := false
+	for _, o := range m.Options {
+		switch o {
+		case "ro":
+			ro = true
+		case "rw":
+			ro = false
+		}
+	}
+	return ro
+}
+
+// writablePlaces lists where a sandbox of spec s can write: the root
+// filesystem unless it is read-only, and every mount not mounted "ro".
+// Any such mount counts, whatever its mode says: runc gives a tmpfs the
+// mode of the folder it covers, which the spec does not show, so only
+// "ro" is a promise the spec can make.
+func writablePlaces(s *specs.Spec) []string {
+	var places []string
+	if s.Root == nil || !s.Root.Readonly {
+		places = append(places, "/")
+	}
+	for _, m := range s.Mounts {
+		if !mountedReadOnly(m) {
+			places = append(places, m.Destination)
+		}
+	}
+	sort.Strings(places)
+	return places
 }
 
 func withReadOnlyFile(source, destination string) oci.SpecOpts {
@@ -132,12 +223,13 @@ func withKubeconfig(path string) oci.SpecOpts {
 
 // withMountDir puts a tiny root-owned tmpfs where files are bind-mounted:
 // runc creates mount points, and must create them there, not in the shared
-// read-only image.
+// read-only image. runc remounts a tmpfs "ro" once every mount is made, so
+// the mount points get made and nothing is writable there afterwards.
 func withMountDir(path string) oci.SpecOpts {
-	return oci.WithMounts([]specs.Mount{{
+	return withMount(specs.Mount{
 		Destination: path, Type: "tmpfs", Source: "tmpfs",
-		Options: []string{"nosuid", "nodev", "noexec", "mode=0755", "size=64k"},
-	}})
+		Options: []string{"nosuid", "nodev", "noexec", "mode=0755", "size=64k", "ro"},
+	})
 }
 
 // withExactEnv sets the whole environment: nothing of containerd's default.

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
+)
+
+// stopGrace is server.shutdown_grace in these tests: the short call ends
+// well within it, the long ones outlast it.
+const stopGrace = 4 * time.Second
+
+// SIGTERM with calls in flight, on every transport and backend: every call
+// gets its result (the one that finishes within the grace period ok, the
+// two that outlast it cancelled, each saying the server is shutting down),
+// a call sent meanwhile is refused at once, the process exits 0, and
+// nothing is left behind: no container, task, call folder or network
+// namespace, no plugin process, and one audit line per call.
+func TestE2EShutdown(t *testing.T) {
+	for _, backend := range backends {
+		for _, transport := range []string{"stdio", "streamable", "sse"} {
+			t.Run(backend+"/"+transport, func(t *testing.T) { testShutdown(t, backend, transport) })
+		}
+	}
+}
+
+// stopServer is one server process, as an operator runs it.
+type stopServer struct {
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has exited
+	waitErr error         // its exit, once exited is closed
+	log     string
+}
+
+func (p *stopServer) exitCode(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(within):
+		t.Fatalf("the server still runs %s after SIGTERM", within)
+	}
+	if p.waitErr == nil {
+		return 0
+	}
+	if exit, ok := p.waitErr.(*exec.ExitError); ok {
+		return exit.ExitCode()
+	}
+	t.Fatalf("wait: %v", p.waitErr)
+	return -1
+}
+
+// startStopServer starts the server; for stdio it connects over the
+// process's stdin and stdout, for HTTP once /health answers.
+func startStopServer(t *testing.T, e *e2eEnv, transport string) (*stopServer, *session) {
+	t.Helper()
+	args := []string{"--config", e.config, "--log-level", "debug"}
+	port := 0
+	if transport != "stdio" {
+		port = freePort(t)
+		args = append(args, "--port", strconv.Itoa(port))
+	}
+	p := &stopServer{cmd: exec.Command(binary, args...), exited: make(chan struct{}), log: filepath.Join(t.TempDir(), "server.log")}
+	p.cmd.Env = e.env
+	logFile, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	p.cmd.Stderr = logFile
+	// Pipes of our own: Wait then waits for the process only, and never
+	// closes what the client still reads.
+	var toServer, fromServer *os.File
+	if transport == "stdio" {
+		stdinR, stdinW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdoutR, stdoutW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cmd.Stdin, p.cmd.Stdout = stdinR, stdoutW
+		defer stdinR.Close()
+		defer stdoutW.Close()
+		toServer, fromServer = stdinW, stdoutR
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			data, _ := os.ReadFile(p.log)
+			t.Logf("server log:\n%s", data)
+		}
+	})
+	if transport == "stdio" {
+		return p, connect(t, &mcp.IOTransport{Reader: fromServer, Writer: toServer})
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitFor(t, func() bool {
+		resp, err := http.Get(base + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "/health")
+	if transport == "sse" {
+		return p, connect(t, &mcp.SSEClientTransport{Endpoint: base + "/sse"})
+	}
+	return p, connect(t, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"})
+}
+
+type callOutcome struct {
+	res *mcp.CallToolResult
+	r   callResult
+	err error
+}
+
+func goSleep(s *session, seconds string) <-chan callOutcome {
+	ch := make(chan callOutcome, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "plugins_execute",
+			Arguments: map[string]any{"plugin": "sleeper", "args": []string{seconds}}})
+		o := callOutcome{res: res, err: err}
+		if err == nil && res.StructuredContent != nil {
+			data, _ := json.Marshal(res.StructuredContent)
+			json.Unmarshal(data, &o.r)
+		}
+		ch <- o
+	}()
+	return ch
+}
+
+// sleeping reports whether a sleep of exactly these seconds runs (inside a
+// container too: the host sees every process).
+func sleeping(seconds string) bool {
+	return exec.Command("pgrep", "-f", "sleep "+seconds).Run() == nil
+}
+
+// ownSandbox gives the server a containerd namespace and state folder of
+// its own, so that what is left afterwards is its own.
+func ownSandbox(t *testing.T, e *e2eEnv) (namespace, stateDir string) {
+	t.Helper()
+	data, err := os.ReadFile(e.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespace = fmt.Sprintf("kmcp-stop-%d", time.Now().UnixNano()%1000000000)
+	cfg := string(data)
+	for old, new := range map[string]string{
+		`containerd_namespace = "kmcp-e2e"`: fmt.Sprintf("containerd_namespace = %q", namespace),
+		`kmcp-e2e-state"`:                   namespace + `-state"`,
+	} {
+		if strings.Count(cfg, old) != 1 {
+			t.Fatalf("the e2e configuration does not hold %s once:\n%s", old, cfg)
+		}
+		cfg = strings.Replace(cfg, old, new, 1)
+	}
+	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctrd := testenv.TestContainerd(t)
+	stateDir = filepath.Clean(filepath.Join(ctrd.State, "..", namespace+"-state"))
+	t.Cleanup(func() {
+		os.RemoveAll(stateDir)
+		exec.Command("ctr", "--address", ctrd.Address, "namespaces", "remove", namespace).Run()
+	})
+	return namespace, stateDir
+}
+
+func testShutdown(t *testing.T, backend, transport string) {
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
+	e := newE2E(t, backend, fmt.Sprintf("\n[server]\nshutdown_grace = %q\n\n[audit]\nfile = %q\n", stopGrace.String(), audit))
+	var namespace, stateDir string
+	if backend == "container" {
+		namespace, stateDir = ownSandbox(t, e)
+	}
+	p, s := startStopServer(t, e, transport)
+
+	// Unique durations tell these sleeps from every other process.
+	n := time.Now().UnixNano() % 1000000
+	short, long1, long2 := fmt.Sprintf("2.%06d", n), fmt.Sprintf("120.%06d", n), fmt.Sprintf("121.%06d", n)
+	calls := map[string]<-chan callOutcome{}
+	for _, d := range []string{short, long1, long2} {
+		calls[d] = goSleep(s, d)
+	}
+	for _, d := range []string{short, long1, long2} {
+		waitFor(t, func() bool { return sleeping(d) }, "the sleeper sleeping "+d)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+
+	// A call sent now is refused at once and says why. (One the server
+	// took before it saw the signal runs, and is audited.)
+	late := map[string]bool{}
+	refused := false
+	for deadline := time.Now().Add(stopGrace); !refused && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		sent := time.Now()
+		res, r := call(t, s, context.Background(), "plugins_execute", map[string]any{"plugin": "echo", "args": []string{"late"}})
+		took := time.Since(sent)
+		switch {
+		case r.Status == "refused":
+			refused = true
+			if !res.IsError || r.CallID != "" || !strings.Contains(r.Message, "shutting down") || !strings.Contains(text(res), "shutting down") {
+				t.Errorf("the refusal of a call during the shutdown: isError %v, %+v\n%s", res.IsError, r, text(res))
+			}
+			if took > time.Second {
+				t.Errorf("the refusal took %s", took)
+			}
+		case r.CallID != "":
+			late[r.CallID] = true
+		default:
+			t.Fatalf("a call during the shutdown: %+v\n%s", r, text(res))
+		}
+	}
+	if !refused {
+		t.Errorf("no call sent after SIGTERM was refused within the grace period")
+	}
+
+	// Every call in flight gets its result, before the server is gone.
+	ids := map[string]callResult{}
+	for _, d := range []string{short, long1, long2} {
+		var o callOutcome
+		select {
+		case o = <-calls[d]:
+		case <-time.After(stopGrace + 30*time.Second):
+			t.Fatalf("no result for the sleeper sleeping %s", d)
+		}
+		if o.err != nil {
+			t.Fatalf("the sleeper sleeping %s: %v", d, o.err)
+		}
+		want, isError := "cancelled", true
+		if d == short {
+			want, isError = "ok", false
+		}
+		if o.r.Status != want || o.res.IsError != isError || o.r.CallID == "" || o.r.Sandbox != backend ||
+			!strings.Contains(o.r.Message, "shutting down") || !strings.Contains(text(o.res), "shutting down") {
+			t.Errorf("the sleeper sleeping %s: isError %v, %+v, want status %s saying the server is shutting down\n%s", d, o.res.IsError, o.r, want, text(o.res))
+		}
+		if d == short && !strings.Contains(o.r.Output, "end ") {
+			t.Errorf("the short sleeper did not finish: %q", o.r.Output)
+		}
+		ids[o.r.CallID] = o.r
+	}
+	if len(ids) != 3 {
+		t.Errorf("call ids: %v", ids)
+	}
+
+	if code := p.exitCode(t, stopGrace+60*time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	// Once it is gone, a call fails instead of hanging.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "plugins_list"}); err == nil || ctx.Err() != nil {
+		t.Errorf("a call after the server exited: %v (context: %v), want a prompt error", err, ctx.Err())
+	}
+
+	// Nothing is left behind.
+	for _, d := range []string{short, long1, long2} {
+		if sleeping(d) {
+			t.Errorf("the sleeper sleeping %s still runs", d)
+		}
+	}
+	if backend == "container" {
+		ctrd := testenv.TestContainerd(t)
+		for _, what := range []string{"containers", "tasks"} {
+			out, err := exec.Command("ctr", "--address", ctrd.Address, "-n", namespace, what, "ls", "-q").CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "" {
+				t.Errorf("containerd %s left in %s: %v %s", what, namespace, err, out)
+			}
+		}
+		for _, dir := range []string{"calls", "netns"} {
+			entries, err := os.ReadDir(filepath.Join(stateDir, dir))
+			if err != nil && !os.IsNotExist(err) {
+				t.Error(err)
+			}
+			for _, entry := range entries {
+				t.Errorf("%s left in the sandbox state folder: %s", dir, entry.Name())
+			}
+		}
+		mounts, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if strings.Contains(line, stateDir+"/") {
+				t.Errorf("a mount left in the sandbox state folder: %s", line)
+			}
+		}
+	}
+
+	// One audit line per call that ran, each a JSON object.
+	f, err := os.Open(audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	audited := map[string]int{}
+	lines := bufio.NewScanner(f)
+	lines.Buffer(make([]byte, 1<<20), 1<<20)
+	for lines.Scan() {
+		var line struct {
+			Type   string `json:"type"`
+			CallID string `json:"call_id"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(lines.Bytes(), &line); err != nil {
+			t.Errorf("audit line is not JSON: %v: %s", err, lines.Text())
+			continue
+		}
+		if line.Type != "call" {
+			continue
+		}
+		audited[line.CallID]++
+		switch r, inFlight := ids[line.CallID]; {
+		case inFlight && line.Status != r.Status:
+			t.Errorf("audit of call %s: status %q, its result %q", line.CallID, line.Status, r.Status)
+		case !inFlight && !late[line.CallID]:
+			t.Errorf("audit of a call nobody made: %s", lines.Text())
+		}
+	}
+	if err := lines.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id := range ids {
+		if audited[id] != 1 {
+			t.Errorf("call %s has %d audit lines, want 1", id, audited[id])
+		}
+	}
+}

@@ -1,0 +1,169 @@
+// Package compose is the composition root's code: from a loaded
+// configuration it builds the policy and the sandbox backends that cmd
+// hands to the runtime. Tests build their runtimes through it too, so they
+// run what the server runs.
+package compose
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+)
+
+// Env is what the parts need of the process besides the configuration.
+type Env struct {
+	// PathEnv is the process's PATH: searched first for plugins, as
+	// kubectl searches it, and the base of the PATH plugins get.
+	PathEnv string
+	// KrewRoot is $KREW_ROOT; "" means ~/.krew.
+	KrewRoot string
+	// Server marks the one long-running server, which owns the sandboxes
+	// and removes what an earlier one left; commands run beside it do not.
+	Server bool
+}
+
+// Parts are what a runtime is made of; runtime.Options has a field for each.
+type Parts struct {
+	Policy   *policy.Policy
+	Backends sandbox.Backends
+	// Dirs are the folders discovery searches, in order.
+	Dirs []string
+	// Container is the container sandbox's configuration, which
+	// `profile show` prints whether or not containerd answers.
+	Container container.Config
+}
+
+// Build makes the parts a configuration describes. It fails where serving
+// would fail; a backend that cannot start under "auto" is left out with a
+// warning. The caller closes Backends.
+func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (*Parts, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	pol, err := Policy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ccfg := ContainerConfig(cfg, log)
+	ccfg.Sweep = env.Server
+	backends, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
+	if err != nil {
+		return nil, err
+	}
+	return &Parts{
+		Policy:    pol,
+		Backends:  backends,
+		Dirs:      discovery.SearchDirs(env.PathEnv, cfg.Plugins.PluginPaths, env.KrewRoot),
+		Container: ccfg,
+	}, nil
+}
+
+// Policy is the plugin and request policy of a configuration.
+func Policy(cfg *config.Config) (*policy.Policy, error) {
+	p := cfg.Plugins
+	pol, err := policy.New(policy.Rules{
+		Allowed:        p.AllowedPlugins,
+		Blocked:        p.BlockedPlugins,
+		AllowAny:       p.AllowAnyPlugin,
+		ClusterPlugins: p.ClusterPlugins,
+		Destructive:    p.DestructivePatterns,
+		ReadOnly:       p.ReadOnly,
+		Pins:           p.Pins,
+		Requests:       p.Rules,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plugin policy: %w", err)
+	}
+	return pol, nil
+}
+
+// Backends chooses the sandbox backends, the one place that reads
+// [sandbox] backend:
+//   - "none": plain processes with the server's rights, the operator's
+//     explicit choice;
+//   - "container": the container sandbox, or an error;
+//   - "auto": the container sandbox when containerd answers and the image
+//     exists; else native plugins are listed but never run.
+//
+// WebAssembly plugins get no backend until the wasm backend exists.
+func Backends(ctx context.Context, choice string, ccfg container.Config, pluginPATH string, log hclog.Logger) (sandbox.Backends, error) {
+	switch choice {
+	case "none":
+		log.Warn(`sandbox backend is "none": plugins run as plain processes with this server's own rights, files and network`)
+		return sandbox.Backends{Native: sandbox.None{PathEnv: pluginPATH}}, nil
+	case "container", "auto":
+		b, err := container.New(ctx, ccfg)
+		if err == nil {
+			return sandbox.Backends{Native: b}, nil
+		}
+		if choice == "container" {
+			return sandbox.Backends{}, fmt.Errorf("sandbox backend container: %w", err)
+		}
+		log.Warn(`no container sandbox available, so native plugins are listed but do not run; set [sandbox] backend = "container" to require it`, "reason", err)
+		return sandbox.Backends{}, nil
+	default:
+		return sandbox.Backends{}, fmt.Errorf("sandbox backend %q is not available", choice)
+	}
+}
+
+// ContainerConfig is the container sandbox a configuration describes.
+func ContainerConfig(cfg *config.Config, log hclog.Logger) container.Config {
+	s := cfg.Sandbox
+	rootfs := s.Rootfs
+	if rootfs == "" {
+		rootfs = images.DefaultRootfs()
+	}
+	return container.Config{
+		Address:       s.ContainerdAddress,
+		Namespace:     s.ContainerdNamespace,
+		Runtime:       s.Runtime,
+		RuntimeBinary: s.RuntimeBinary,
+		Rootfs:        rootfs,
+		StateDir:      s.StateDir,
+		User:          uint32(s.User),
+		Limits: container.Limits{
+			MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
+			NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),
+		},
+		Logger: log.Named("container"),
+	}
+}
+
+// pluginPath is the PATH a plugin runs with under "none": the folder of
+// kubectl_path when that is a path, the server's PATH, then the standard
+// folders, so script plugins find kubectl and the usual tools.
+func pluginPath(kubectl, pathEnv string) string {
+	dirs := filepath.SplitList(pathEnv)
+	if filepath.IsAbs(kubectl) {
+		dirs = append([]string{filepath.Dir(kubectl)}, dirs...)
+	}
+	dirs = append(dirs, "/usr/local/bin", "/usr/bin", "/bin")
+	var out []string
+	for _, d := range dirs {
+		if d != "" && !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return strings.Join(out, string(filepath.ListSeparator))
+}
+
+// DefaultCacheFile is where the plugin cache lives unless told otherwise.
+func DefaultCacheFile() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "kubernetes-mcp-server", "plugins-cache.json")
+}

@@ -1,0 +1,43 @@
+package pluginname
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestNormalizeSpellsEveryFormOneWay(t *testing.T) {
+	for in, want := range map[string]string{
+		"get_all": "get-all", "get-all": "get-all", "kubectl-get_all": "get-all", "foo bar": "foo-bar",
+		" ns ": "ns", "evict*": "evict*", "kubectl-": "", "*_*": "*-*",
+		"kubectl_x": "kubectl-x", "my-kubectl-x": "my-kubectl-x", // only "kubectl-" is a prefix
+	} {
+		if got := Normalize(in); got != want {
+			t.Errorf("Normalize(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCheckRefusesWhatCannotBeAName(t *testing.T) {
+	for _, bad := range []string{"", " ", "../x", "a/b", `a\b`, "a\x00b", "é", "a\nb", strings.Repeat("a", MaxLen+1)} {
+		if Check(bad) == nil {
+			t.Errorf("Check(%q) accepted it", bad)
+		}
+	}
+	for _, good := range []string{"ns", "get_all", "foo-bar", "kubectl-ns", "foo bar"} {
+		if err := Check(good); err != nil {
+			t.Errorf("Check(%q): %v", good, err)
+		}
+	}
+}
+
+func TestToolNameAndCommand(t *testing.T) {
+	if got := ToolName("foo-bar_baz"); got != "plugin_foo_bar_baz" {
+		t.Errorf("ToolName = %q", got)
+	}
+	if got := ToolName(strings.Repeat("a", 58)); got != "" {
+		t.Errorf("a 65-character tool name was accepted: %q", got)
+	}
+	if got := Command("foo-bar_baz"); got != "foo bar-baz" {
+		t.Errorf("Command = %q", got)
+	}
+}
