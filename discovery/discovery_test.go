@@ -302,13 +302,21 @@ func TestPluginsPolicyRefusesAreNeverProbed(t *testing.T) {
 	}
 }
 
+// slowHelpPlugin writes kubectl-hello, whose --help takes 30 s while the
+// file it returns exists and answers at once once it is removed.
+func slowHelpPlugin(t *testing.T, dir string) (slow string) {
+	t.Helper()
+	slow = filepath.Join(t.TempDir(), "slow")
+	os.WriteFile(slow, nil, 0o600)
+	writePlugin(t, dir, "kubectl-hello", "#!/bin/sh\n[ -e "+slow+" ] && sleep 30\n"+strings.TrimPrefix(cobraHelp, "#!/bin/sh\n"), 0o755)
+	return slow
+}
+
 // Help cut short by a cancelled discovery is not cached: the next
 // refresh runs it again and finds the parameters.
 func TestCancelledHelpIsNotCached(t *testing.T) {
 	dir := t.TempDir()
-	slow := filepath.Join(t.TempDir(), "slow")
-	os.WriteFile(slow, nil, 0o600)
-	writePlugin(t, dir, "kubectl-hello", "#!/bin/sh\n[ -e "+slow+" ] && sleep 30\n"+strings.TrimPrefix(cobraHelp, "#!/bin/sh\n"), 0o755)
+	slow := slowHelpPlugin(t, dir)
 	backend := &helpRecorder{}
 	cache := filepath.Join(t.TempDir(), "cache.json")
 	m := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend}, CacheFile: cache})
@@ -347,9 +355,7 @@ func TestCancelledHelpIsNotCached(t *testing.T) {
 // its end is not.
 func TestTimedOutHelpIsTriedAgain(t *testing.T) {
 	dir := t.TempDir()
-	slow := filepath.Join(t.TempDir(), "slow")
-	os.WriteFile(slow, nil, 0o600)
-	writePlugin(t, dir, "kubectl-hello", "#!/bin/sh\n[ -e "+slow+" ] && sleep 30\n"+strings.TrimPrefix(cobraHelp, "#!/bin/sh\n"), 0o755)
+	slow := slowHelpPlugin(t, dir)
 	backend := &helpRecorder{}
 	m := NewManager(Options{Dirs: []string{dir}, Backends: sandbox.Backends{Native: backend}, HelpTimeout: 300 * time.Millisecond})
 	m.Refresh(context.Background())

@@ -79,26 +79,9 @@ stop_containerd() {
 	ctrd_pid= private=
 }
 
-# 1. Debian packages: command -> package.
-declare -A packages=(
-	[containerd]=containerd
-	[ctr]=containerd
-	[runc]=runc
-	[setsid]=util-linux
-	[setpriv]=util-linux
-	[pkill]=procps
-)
-missing=()
-for cmd in "${!packages[@]}"; do
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
-done
-if ((${#missing[@]})); then
-	[[ $(id -u) == 0 ]] || die "need root to install: ${missing[*]}"
-	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-	say "installing ${missing[*]} from Debian"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# 1. Debian packages.
+"$top/hack/install-packages.sh" "make run" containerd=containerd ctr=containerd runc=runc \
+	setsid=util-linux setpriv=util-linux pkill=procps
 
 if [[ ! -x $bin ]]; then
 	say "building $bin"

@@ -6,33 +6,8 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-# command -> Debian package
-declare -A packages=(
-	[etcd]=etcd-server
-	[containerd]=containerd
-	[ctr]=containerd
-	[runc]=runc
-	[busybox]=busybox-static
-	[kubectx]=kubectx
-	[mmdebstrap]=mmdebstrap
-	[nsenter]=util-linux
-	[pgrep]=procps
-	[pkill]=procps
-)
-missing=()
-for cmd in "${!packages[@]}"; do
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
-done
-if ((${#missing[@]})); then
-	if [[ $(id -u) != 0 ]]; then
-		echo "test-deps: need root to install: ${missing[*]}" >&2
-		exit 1
-	fi
-	mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-	echo "test-deps: installing ${missing[*]}" >&2
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$top/hack/install-packages.sh" test-deps etcd=etcd-server containerd=containerd ctr=containerd runc=runc \
+	busybox=busybox-static kubectx=kubectx mmdebstrap=mmdebstrap nsenter=util-linux pgrep=procps pkill=procps
 # Debian's packages may start services; the tests run their own on private sockets.
 "$top/hack/build-kube-apiserver.sh" >/dev/null
 "$top/hack/build-plugins.sh" >/dev/null

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -57,16 +56,9 @@ func startStdio(t *testing.T, s *Server) served {
 
 func startHTTP(t *testing.T, s *Server, sse bool) served {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.ServeListener(ctx, ln) }()
-	t.Cleanup(cancel)
-	base := "http://" + ln.Addr().String()
+	base, stop := serveHTTP(t, s)
 	var c *client.Client
+	var err error
 	if sse {
 		c, err = client.NewSSEMCPClient(base + PathSSE)
 	} else {
@@ -80,7 +72,7 @@ func startHTTP(t *testing.T, s *Server, sse bool) served {
 	}
 	t.Cleanup(func() { c.Close() })
 	initialize(t, c)
-	return served{client: c, stop: stopper(t, cancel, done)}
+	return served{client: c, stop: stop}
 }
 
 func initialize(t *testing.T, c *client.Client) {
