@@ -13,11 +13,16 @@ type Health struct {
 	DefaultCluster string   `json:"default_cluster"`
 }
 
-// Health reports the server's state: its plugins, tools, sandbox backend
-// ("unavailable" when plugins cannot run) and clusters.
+// Health reports the server's state: "ok", or "shutting_down" once
+// Shutdown has begun (new calls are refused), its plugins, tools, sandbox
+// backend ("unavailable" when plugins cannot run) and clusters.
 func (s *Server) Health() Health {
+	status := "ok"
+	if s.stopping.Load() {
+		status = "shutting_down"
+	}
 	return Health{
-		Status:         "ok",
+		Status:         status,
 		Version:        s.version,
 		Plugins:        len(s.rt.Plugins()),
 		Tools:          len(s.Tools()),
@@ -34,5 +39,11 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, s.Health())
+	h := s.Health()
+	code := http.StatusOK
+	if h.Status != "ok" {
+		// A load balancer or readiness probe stops sending calls here.
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, h)
 }

@@ -3,8 +3,10 @@ package mcpserver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -377,4 +379,33 @@ func TestInflightHandlers(t *testing.T) {
 	if cancelled != 2 {
 		t.Errorf("%d cancelled, want 2", cancelled)
 	}
+}
+
+// Once Shutdown has begun, /health says so with a 503, so a readiness probe
+// or load balancer sends no more calls to a server that refuses them.
+func TestHealthSaysShuttingDown(t *testing.T) {
+	f := newFixture(t)
+	base, stop := serveHTTP(t, f.srv)
+	health := func() (int, Health) {
+		resp, err := http.Get(base + PathHealth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h Health
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, h
+	}
+	if code, h := health(); code != http.StatusOK || h.Status != "ok" {
+		t.Fatalf("before shutdown: %d %+v", code, h)
+	}
+	if err := f.srv.Shutdown(context.Background(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, h := health(); code != http.StatusServiceUnavailable || h.Status != "shutting_down" {
+		t.Errorf("during shutdown: %d %+v", code, h)
+	}
+	stop()
 }
