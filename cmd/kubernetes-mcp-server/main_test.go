@@ -274,3 +274,13 @@ func TestServeReportsClustersAndStopsOnSignal(t *testing.T) {
 		t.Fatal("server still running 10s after SIGTERM")
 	}
 }
+
+// With backend "none" the server says at start-up that plugins run without
+// a sandbox (every result says it too: TestSandboxTexts, TestPluginArgv).
+func TestNoneIsAnnouncedAtStartup(t *testing.T) {
+	file := writeFile(t, "[plugins]\nplugin_paths = []\n[sandbox]\nbackend = \"none\"\n")
+	_, stderr, code := run(t, nil, "--config", file)
+	if code != 0 || !strings.Contains(stderr, `sandbox backend is "none": plugins run as plain processes with this server's own rights, files and network`) {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+}
