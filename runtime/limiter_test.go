@@ -97,4 +97,7 @@ func TestExecuteBoundsTheQueueAndReportsCancelledWaits(t *testing.T) {
 	if res := <-running; res == nil || res.Status != StatusOK {
 		t.Errorf("the running call: %+v", res)
 	}
+	if info, _ := rt.Plugin("echo"); info.ExecutionCount != 0 {
+		t.Errorf("calls that never ran were counted as runs: %d", info.ExecutionCount)
+	}
 }

@@ -64,9 +64,12 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 		// Cancelled while waiting: nothing ran, and the caller asked for it.
 		res.Status, res.ExitCode = StatusCancelled, -1
 		res.Message = r.finalMessage(fmt.Sprintf("cancelled while waiting for one of %d call slots; the plugin did not run", r.cfg.Plugins.MaxConcurrent))
-		return r.finish(res, call, log), nil
+		r.audit.call(res, call.Args) // audited, but not counted as a run
+		log.Info("call cancelled while it waited for a slot")
+		return res, nil
 	}
 	defer r.slots.release()
+	res.Timestamp = time.Now().UTC() // the call's time is the plugin's, not the queue's
 	// The file may have been swapped or rewritten while the call waited.
 	if err := plugin.Verify(); err != nil {
 		return nil, refused(err)
