@@ -36,8 +36,13 @@ func (r *Runtime) Sandbox() SandboxInfo {
 	if b == nil {
 		return SandboxInfo{}
 	}
-	_, unsandboxed := b.(sandbox.None)
-	return SandboxInfo{Name: b.Name(), Available: true, Isolated: !unsandboxed}
+	return SandboxInfo{Name: b.Name(), Available: true, Isolated: !unsandboxed(b)}
+}
+
+// unsandboxed reports whether b isolates nothing: the "none" backend.
+func unsandboxed(b sandbox.Backend) bool {
+	_, none := b.(sandbox.None)
+	return none
 }
 
 // Shutdown stops taking calls: every call that arrives from now on is

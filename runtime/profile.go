@@ -6,7 +6,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
 )
 
@@ -15,6 +17,11 @@ import (
 type SandboxProfile struct {
 	Plugin  string `json:"plugin"`
 	Cluster string `json:"cluster"`
+	// Sandbox names the backend that would run the call, "" when none can.
+	Sandbox string `json:"sandbox"`
+	// Note says when the container profile below is not what would run:
+	// under "none" nothing of it applies (the request rules do).
+	Note string `json:"note,omitempty"`
 	// Options are the profile's steps, top to bottom.
 	Options []string `json:"options"`
 	// RequestRules decide, in order, every API request the call's gateway
@@ -48,8 +55,27 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 		return nil, fmt.Errorf("sandbox profile of %s: %w", p.Name, err)
 	}
 	out := &SandboxProfile{Plugin: p.Name, Cluster: clusterName, Spec: spec, RequestRules: r.policy.RequestRules(p.Name, clusterName)}
+	b := r.backends.For(p.Kind == discovery.KindWasm)
+	switch {
+	case b == nil:
+		out.Note = "no sandbox backend can run this plugin now, so its calls are refused; this is the profile the container sandbox would apply"
+	case unsandboxed(b):
+		out.Note = `backend "none": plugins run as plain processes with this server's own rights, files and network; this container profile is NOT applied (the request rules are)`
+	case !isContainer(b):
+		out.Note = fmt.Sprintf("backend %q runs this plugin: this container profile is NOT applied (the request rules are)", b.Name())
+	}
+	if b != nil {
+		out.Sandbox = b.Name()
+	}
 	for _, o := range container.Profile(call) {
 		out.Options = append(out.Options, o.Name)
 	}
 	return out, nil
+}
+
+// isContainer reports whether b is the container sandbox, whose profile
+// Profile prints.
+func isContainer(b sandbox.Backend) bool {
+	_, ok := b.(*container.Backend)
+	return ok
 }

@@ -217,4 +217,10 @@ func TestProfileShow(t *testing.T) {
 	if _, stderr, code := run(t, env, "profile", "show", "nope", "--config", file); code == 0 || !strings.Contains(stderr, `plugin "nope" not found`) {
 		t.Errorf("profile show nope: %d %s", code, stderr)
 	}
+	// Under "none" the container profile is not what runs, and it says so.
+	none := writeFile(t, "[plugins]\nplugin_paths = []\nallow_any_plugin = true\n[sandbox]\nbackend = \"none\"\n")
+	out, stderr, code = run(t, env, "profile", "show", "hello", "--explain", "--config", none)
+	if code != 0 || !strings.HasPrefix(out, `# NOTE: backend "none": plugins run as plain processes`) || !strings.Contains(stderr, "is NOT applied") {
+		t.Errorf("profile show under none: exit %d\n%s\n%s", code, out, stderr)
+	}
 }

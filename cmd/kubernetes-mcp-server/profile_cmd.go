@@ -43,6 +43,9 @@ of it as one JSON object: options, request_rules and spec.`,
 			if err != nil {
 				return err
 			}
+			if p.Note != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s\n", p.Note)
+			}
 			switch output {
 			case "json":
 				return writeJSON(cmd.OutOrStdout(), p)
@@ -52,6 +55,9 @@ of it as one JSON object: options, request_rules and spec.`,
 			}
 			if explain {
 				out := cmd.OutOrStdout()
+				if p.Note != "" {
+					fmt.Fprintf(out, "# NOTE: %s\n", p.Note)
+				}
 				fmt.Fprintf(out, "# sandbox profile of plugin %s on cluster %q, top to bottom:\n", p.Plugin, p.Cluster)
 				for i, o := range p.Options {
 					fmt.Fprintf(out, "# %2d. %s\n", i+1, o)
