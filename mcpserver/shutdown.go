@@ -393,6 +393,19 @@ func (t *stdoutTap) Write(p []byte) (int, error) {
 
 // readBody reads a request's body for tracking and gives the handler after
 // it the same bytes, and the same read error, as r.Body would have.
+// postedToolCall is the canonical id of the tools/call a POST carries, or
+// false for any other request. The body stays readable for the handler.
+func postedToolCall(r *http.Request) (string, bool) {
+	if r.Method != http.MethodPost {
+		return "", false
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return "", false
+	}
+	return toolCallID(body)
+}
+
 func readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
@@ -416,17 +429,10 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // into that POST's response, returns.
 func (s *Server) trackStreamable(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			next.ServeHTTP(w, r)
-			return
-		}
-		body, err := readBody(r)
-		if err == nil {
-			if _, ok := toolCallID(body); ok {
-				key := keyStreamable + strconv.FormatUint(s.calls.seq.Add(1), 10)
-				s.calls.add(key)
-				defer s.calls.answered(key)
-			}
+		if _, ok := postedToolCall(r); ok {
+			key := keyStreamable + strconv.FormatUint(s.calls.seq.Add(1), 10)
+			s.calls.add(key)
+			defer s.calls.answered(key)
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -437,17 +443,10 @@ func (s *Server) trackStreamable(next http.Handler) http.Handler {
 // is in flight from here until that stream writes its answer.
 func (s *Server) trackSSEMessages(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			next.ServeHTTP(w, r)
-			return
-		}
-		body, err := readBody(r)
 		key := ""
-		if sid := r.URL.Query().Get("sessionId"); err == nil && sid != "" {
-			if id, ok := toolCallID(body); ok {
-				key = keySSE + sid + "/" + id
-				s.calls.add(key)
-			}
+		if id, ok := postedToolCall(r); ok && r.URL.Query().Get("sessionId") != "" {
+			key = keySSE + r.URL.Query().Get("sessionId") + "/" + id
+			s.calls.add(key)
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)

@@ -24,9 +24,8 @@ import (
 // makeRun is hack/run.sh started as `make run` starts it, with the server
 // this test binary built.
 type makeRun struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
+	*testenv.Process
+	log string
 	// The private containerd the script reported.
 	ctrdPid int
 	socket  string
@@ -47,56 +46,28 @@ func startMakeRun(t *testing.T, port int, containerd string) *makeRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &makeRun{log: filepath.Join(t.TempDir(), "make-run.log"), done: make(chan struct{})}
-	logFile, err := os.Create(r.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.cmd = exec.Command(filepath.Join(root, "hack", "run.sh"))
-	r.cmd.Dir = root
+	r := &makeRun{log: filepath.Join(t.TempDir(), "make-run.log")}
+	cmd := exec.Command(filepath.Join(root, "hack", "run.sh"))
+	cmd.Dir = root
 	if containerd == "" {
 		containerd = filepath.Join(t.TempDir(), "nothing-listens.sock")
 	}
-	r.cmd.Env = append(os.Environ(),
+	cmd.Env = append(os.Environ(),
 		"KMCP_RUN_PORT="+strconv.Itoa(port),
 		"KMCP_RUN_BINARY="+binary,
 		"PLUGINS_CONTAINERD_ADDRESS="+containerd)
-	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := r.cmd.Start(); err != nil {
+	if r.Process, err = testenv.StartProcess("hack/run.sh", r.log, cmd); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		r.cmd.Wait()
-		logFile.Close()
-		close(r.done)
-	}()
 	t.Cleanup(func() {
 		// A test that failed half-way: SIGTERM lets the script clean up.
-		if !r.exited() {
-			syscall.Kill(-r.cmd.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-r.done:
-			case <-time.After(30 * time.Second):
-				syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-				<-r.done
-			}
-		}
+		r.Stop(30 * time.Second)
 		if t.Failed() {
 			data, _ := os.ReadFile(r.log)
 			t.Logf("hack/run.sh output:\n%s", data)
 		}
 	})
 	return r
-}
-
-func (r *makeRun) exited() bool {
-	select {
-	case <-r.done:
-		return true
-	default:
-		return false
-	}
 }
 
 func (r *makeRun) output() string {
@@ -111,8 +82,8 @@ func (r *makeRun) waitUntil(t *testing.T, timeout time.Duration, what string, ok
 		if ok() {
 			return
 		}
-		if r.exited() {
-			t.Fatalf("hack/run.sh exited (%v) before %s", r.cmd.ProcessState, what)
+		if r.Exited() {
+			t.Fatalf("hack/run.sh exited (%v) before %s", r.State(), what)
 		}
 	}
 	t.Fatalf("no %s after %s", what, timeout)
@@ -158,13 +129,13 @@ func (r *makeRun) serving(t *testing.T, port int) string {
 // waits for the script to exit 0.
 func (r *makeRun) interrupt(t *testing.T) {
 	t.Helper()
-	syscall.Kill(-r.cmd.Process.Pid, syscall.SIGINT)
+	r.Signal(syscall.SIGINT)
 	select {
-	case <-r.done:
+	case <-r.Done():
 	case <-time.After(60 * time.Second):
 		t.Fatal("hack/run.sh still runs 60s after SIGINT")
 	}
-	if code := r.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := r.State().ExitCode(); code != 0 {
 		t.Errorf("hack/run.sh exited %d after SIGINT, want 0", code)
 	}
 }
@@ -301,11 +272,11 @@ func TestMakeRunStopsContainerdWhenTheServerFails(t *testing.T) {
 	r := startMakeRun(t, taken.Addr().(*net.TCPAddr).Port, "")
 	r.privateContainerd(t)
 	select {
-	case <-r.done:
+	case <-r.Done():
 	case <-time.After(2 * time.Minute):
 		t.Fatal("hack/run.sh still runs 2 minutes after its server could not listen")
 	}
-	if r.cmd.ProcessState.ExitCode() == 0 {
+	if r.State().ExitCode() == 0 {
 		t.Error("hack/run.sh exited 0 though its server could not start")
 	}
 	r.assertContainerdGone(t)

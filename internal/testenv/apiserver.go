@@ -125,7 +125,7 @@ func startCluster(bin, dir, kubeconfigDir, name string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	atExit(etcd.stop)
+	atExit(func() { etcd.Stop(5 * time.Second) })
 
 	token := randomHex(16)
 	tokens := filepath.Join(dir, "tokens.csv")
@@ -161,7 +161,7 @@ func startCluster(bin, dir, kubeconfigDir, name string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	atExit(api.stop)
+	atExit(func() { api.Stop(5 * time.Second) })
 
 	c := &Cluster{Name: name, Server: fmt.Sprintf("https://127.0.0.1:%d", port), Token: token, Namespace: "only-" + name}
 	err = waitFor(api, 90*time.Second, func() error {
@@ -218,7 +218,7 @@ func readyz(cfg *rest.Config) error {
 	return nil
 }
 
-func startEtcd(dir, name string) (*process, string, error) {
+func startEtcd(dir, name string) (*Process, string, error) {
 	client, err := freePort()
 	if err != nil {
 		return nil, "", err
@@ -253,7 +253,7 @@ func startEtcd(dir, name string) (*process, string, error) {
 		return nil
 	})
 	if err != nil {
-		p.stop()
+		p.Stop(5 * time.Second)
 		return nil, "", err
 	}
 	return p, clientURL, nil

@@ -21,7 +21,7 @@ type Containerd struct {
 	Namespace string
 
 	config, log string
-	proc        *process
+	proc        *Process
 }
 
 var (
@@ -123,7 +123,7 @@ func (c *Containerd) Kill() {
 // Stop ends containerd and every shim it started.
 func (c *Containerd) Stop() {
 	if c.proc != nil {
-		c.proc.stop()
+		c.proc.Stop(5 * time.Second)
 	}
 	// Shims outlive containerd by design; end ours by their socket path.
 	exec.Command("pkill", "-KILL", "-f", "containerd-shim.*"+c.Address).Run()

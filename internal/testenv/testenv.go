@@ -38,31 +38,29 @@ func atExit(f func()) {
 	cleanups = append(cleanups, f)
 }
 
-// process is a server the test environment started. It runs in its own
-// process group and dies with the test binary.
-type process struct {
+// Process is a program a test started, in its own process group, with its
+// output in a log file. It dies with the test binary.
+type Process struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
 }
 
-func start(name, logFile string, argv ...string) (*process, error) {
-	if _, err := exec.LookPath(argv[0]); err != nil {
-		return nil, fmt.Errorf("%s: %w (run `make test-deps` or `make test`, which install it)", name, err)
-	}
+// StartProcess starts cmd (its Dir and Env as the caller set them) in a
+// process group of its own, its stdout and stderr in logFile.
+func StartProcess(name, logFile string, cmd *exec.Cmd) (*Process, error) {
 	out, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, log: logFile, done: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, log: logFile, done: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		out.Close()
@@ -71,8 +69,19 @@ func start(name, logFile string, argv ...string) (*process, error) {
 	return p, nil
 }
 
-// exited reports whether the process has ended.
-func (p *process) exited() bool {
+// start starts a server of the test environment, found on PATH.
+func start(name, logFile string, argv ...string) (*Process, error) {
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return nil, fmt.Errorf("%s: %w (run `make test-deps` or `make test`, which install it)", name, err)
+	}
+	return StartProcess(name, logFile, exec.Command(argv[0], argv[1:]...))
+}
+
+// Done is closed once the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -81,29 +90,42 @@ func (p *process) exited() bool {
 	}
 }
 
-// stop ends the process group: SIGTERM, then SIGKILL after a grace period.
-func (p *process) stop() {
-	if p.exited() {
+// State is how the process ended; nil while it runs.
+func (p *Process) State() *os.ProcessState {
+	if !p.Exited() {
+		return nil
+	}
+	return p.cmd.ProcessState
+}
+
+// Signal sends sig to the process's whole group.
+func (p *Process) Signal(sig syscall.Signal) error {
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+// Stop ends the process group: SIGTERM, then SIGKILL after grace.
+func (p *Process) Stop(grace time.Duration) {
+	if p.Exited() {
 		return
 	}
-	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(5 * time.Second):
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	case <-time.After(grace):
+		p.Signal(syscall.SIGKILL)
 		<-p.done
 	}
 }
 
 // failure describes why a process did not come up, with the end of its log.
-func (p *process) failure(why string) error {
+func (p *Process) failure(why string) error {
 	data, _ := os.ReadFile(p.log)
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if len(lines) > 25 {
 		lines = lines[len(lines)-25:]
 	}
 	state := "still running"
-	if p.exited() {
+	if p.Exited() {
 		state = p.cmd.ProcessState.String()
 	}
 	return fmt.Errorf("%s %s (%s); last lines of %s:\n%s", p.name, why, state, p.log, strings.Join(lines, "\n"))
@@ -120,11 +142,11 @@ func freePort() (int, error) {
 }
 
 // waitFor polls ready until it returns nil, the process exits or the time is up.
-func waitFor(p *process, timeout time.Duration, ready func() error) error {
+func waitFor(p *Process, timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		if p.exited() {
+		if p.Exited() {
 			return p.failure("exited before it was ready")
 		}
 		if last = ready(); last == nil {
