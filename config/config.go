@@ -90,9 +90,11 @@ type Clusters struct {
 
 // Sandbox is the [sandbox] table.
 type Sandbox struct {
-	// Backend is "auto" (container when containerd answers and the image
-	// exists, else nothing runs), "container", or "none" (plain processes,
-	// the operator's explicit choice).
+	// Backend is how native plugins run: "auto" (container when containerd
+	// answers and the image exists, else not at all), "container", "wasm"
+	// (not at all: only WebAssembly plugins run), or "none" (plain
+	// processes, the operator's explicit choice). WebAssembly plugins
+	// always run in the wasm sandbox.
 	Backend             string
 	ContainerdAddress   string
 	ContainerdNamespace string
@@ -107,6 +109,10 @@ type Sandbox struct {
 	CPUMillicores int
 	NoFileLimit   int
 	TmpMiB        int
+	// WasmMemoryMiB bounds the linear memory of one WebAssembly guest.
+	WasmMemoryMiB int
+	// WasmCacheDir keeps compiled modules; "" is the user's cache folder.
+	WasmCacheDir string
 }
 
 // Audit is the [audit] table.

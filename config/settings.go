@@ -97,7 +97,7 @@ var settings = []*setting{
 		ptr:   func(c *Config) any { return &c.Clusters.Kubeconfig }},
 
 	{key: "sandbox.backend", kind: kindString, def: "auto", env: "PLUGINS_SANDBOX_BACKEND",
-		ptr: func(c *Config) any { return &c.Sandbox.Backend }, check: oneOf("auto", "container", "none")},
+		ptr: func(c *Config) any { return &c.Sandbox.Backend }, check: oneOf("auto", "container", "wasm", "none")},
 	{key: "sandbox.containerd_address", kind: kindPath, def: "/run/containerd/containerd.sock", env: "PLUGINS_CONTAINERD_ADDRESS",
 		ptr: func(c *Config) any { return &c.Sandbox.ContainerdAddress }},
 	{key: "sandbox.containerd_namespace", kind: kindString, def: "kubernetes-mcp-server",
@@ -122,6 +122,10 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return &c.Sandbox.NoFileLimit }, check: atLeast(64)},
 	{key: "sandbox.tmp_mib", kind: kindInt, def: "64",
 		ptr: func(c *Config) any { return &c.Sandbox.TmpMiB }, check: atLeast(1)},
+	{key: "sandbox.wasm_memory_mib", kind: kindInt, def: "512", env: "PLUGINS_WASM_MEMORY_MIB",
+		ptr: func(c *Config) any { return &c.Sandbox.WasmMemoryMiB }, check: between(16, 4096)},
+	{key: "sandbox.wasm_cache_dir", kind: kindPath,
+		ptr: func(c *Config) any { return &c.Sandbox.WasmCacheDir }},
 
 	{key: "audit.file", kind: kindPath, env: "PLUGINS_AUDIT_FILE",
 		ptr: func(c *Config) any { return &c.Audit.File }},
@@ -205,6 +209,15 @@ func atLeast(min int) func(any) error {
 	return func(v any) error {
 		if n := v.(int); n < min {
 			return fmt.Errorf("must be at least %d, got %d", min, n)
+		}
+		return nil
+	}
+}
+
+func between(min, max int) func(any) error {
+	return func(v any) error {
+		if n := v.(int); n < min || n > max {
+			return fmt.Errorf("must be from %d to %d, got %d", min, max, n)
 		}
 		return nil
 	}

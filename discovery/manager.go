@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -109,7 +110,7 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	learnt := m.hash(unhashed)
 
 	// Policy decides on the digest, before anything of the plugin runs.
-	var probe []*Plugin
+	var probe, prepare []*Plugin
 	refused := map[string]string{}
 	m.mu.RLock()
 	for _, p := range found {
@@ -125,11 +126,17 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 			refused[p.Name] = reason
 			continue
 		}
-		if b := m.backendFor(p); b != nil && e.Backend != b.Name() {
+		b := m.backendFor(p)
+		if _, ok := b.(sandbox.Preparer); ok {
+			prepare = append(prepare, p)
+		}
+		if b != nil && e.Backend != b.Name() {
 			probe = append(probe, p)
 		}
 	}
 	m.mu.RUnlock()
+	unfit := m.prepare(ctx, prepare)
+	probe = slices.DeleteFunc(probe, func(p *Plugin) bool { return unfit[p.identity.key()] != "" })
 	helped, notes := m.probe(ctx, probe)
 
 	m.mu.Lock()
@@ -151,6 +158,8 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 		switch reason, isRefused := refused[p.Name]; {
 		case isRefused:
 			p.HelpWarning = "help was not run: policy does not let this plugin run (" + reason + ")"
+		case unfit[p.identity.key()] != "":
+			p.HelpWarning = "this plugin cannot run: " + unfit[p.identity.key()]
 		case backend == nil && p.Kind == KindWasm:
 			p.HelpWarning = "help was not run: WebAssembly plugins need the wasm sandbox backend, which is not available"
 		case backend == nil:
@@ -240,6 +249,28 @@ func (m *Manager) hash(plugins []*Plugin) map[string]*cacheEntry {
 		mu.Unlock()
 	})
 	return out
+}
+
+// prepare has the backends of plugins do their work ahead of the first run
+// (the wasm backend compiles modules), a few at a time, and returns why
+// those that cannot run cannot. A cancelled discovery leaves the rest to
+// their first run.
+func (m *Manager) prepare(ctx context.Context, plugins []*Plugin) map[string]string {
+	unfit := map[string]string{}
+	var mu sync.Mutex
+	forEach(plugins, func(p *Plugin) {
+		if ctx.Err() != nil {
+			return
+		}
+		err := m.backendFor(p).(sandbox.Preparer).Prepare(ctx, p.ResolvedPath)
+		if err != nil && ctx.Err() == nil {
+			m.log.Warn("plugin cannot run", "plugin", p.Name, "error", err)
+			mu.Lock()
+			unfit[p.identity.key()] = err.Error()
+			mu.Unlock()
+		}
+	})
+	return unfit
 }
 
 // probe runs the --help of plugins policy lets run, a few at a time. Help

@@ -14,6 +14,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
 )
 
 // PluginInfo is a plugin as agents and operators see it: what discovery
@@ -52,6 +53,8 @@ type Options struct {
 	// Container is the container sandbox's configuration, for Profile:
 	// `profile show` prints it whether or not containerd answers.
 	Container container.Config
+	// Wasm is the wasm sandbox's configuration, for Profile.
+	Wasm wasm.Config
 }
 
 // Runtime knows the plugins, decides what may run and runs it.
@@ -61,6 +64,7 @@ type Runtime struct {
 	policy    *policy.Policy
 	backends  sandbox.Backends
 	container container.Config
+	wasm      wasm.Config
 	discovery *discovery.Manager
 	clusters  *clusters.Registry
 	slots     *slots
@@ -106,7 +110,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{cfg: cfg, log: log, policy: opts.Policy, backends: opts.Backends, container: opts.Container,
+	r := &Runtime{cfg: cfg, log: log, policy: opts.Policy, backends: opts.Backends, container: opts.Container, wasm: opts.Wasm,
 		stats: map[string]*usage{}, clusters: reg, audit: audit,
 		slots: newSlots(cfg.Plugins.MaxConcurrent, cfg.Plugins.MaxQueue)}
 	r.base, r.cancelCalls = context.WithCancelCause(context.Background())

@@ -10,6 +10,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
 )
 
 // SandboxProfile is what a call of a plugin would get, computed from the
@@ -27,14 +28,19 @@ type SandboxProfile struct {
 	// RequestRules decide, in order, every API request the call's gateway
 	// receives.
 	RequestRules []policy.RequestRuleView `json:"request_rules"`
-	Spec         *specs.Spec              `json:"spec"`
+	// Spec is the OCI runtime spec of a native plugin's container.
+	Spec *specs.Spec `json:"spec,omitempty"`
+	// Wasm is what a WebAssembly plugin's guest runs with.
+	Wasm *wasm.Settings `json:"wasm,omitempty"`
 }
 
 // ProfileCallID stands for the call id a real call would have.
 const ProfileCallID = "CALL-ID"
 
-// Profile returns the container sandbox profile of a call of plugin on
-// cluster ("" for the default), with "ARGS" standing for its arguments.
+// Profile returns the sandbox profile of a call of plugin on cluster (""
+// for the default), with "ARGS" standing for its arguments: the container
+// profile and OCI spec of a native plugin, the wasm profile and settings of
+// a WebAssembly one.
 func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*SandboxProfile, error) {
 	p, err := r.discovery.Get(plugin)
 	if err != nil {
@@ -48,14 +54,30 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 		}
 		clusterName = c.Name
 	}
+	out := &SandboxProfile{Plugin: p.Name, Cluster: clusterName, RequestRules: r.policy.RequestRules(p.Name, clusterName)}
+	b := r.backends.For(p.Kind == discovery.KindWasm)
+	if b != nil {
+		out.Sandbox = b.Name()
+	}
+	if p.Kind == discovery.KindWasm {
+		call := r.wasm.CallFor(ProfileCallID, p.ResolvedPath, []string{"ARGS"}, pluginEnv, clusterName != "")
+		call.Timeout = r.cfg.Plugins.ExecutionTimeout
+		out.Wasm = wasm.Spec(call)
+		for _, o := range wasm.Profile(call) {
+			out.Options = append(out.Options, o.Name)
+		}
+		if b == nil {
+			out.Note = "no wasm sandbox backend is available, so calls of this plugin are refused; this is the profile it would apply"
+		}
+		return out, nil
+	}
 	cfg := r.container
 	call := cfg.CallFor(ProfileCallID, p.ResolvedPath, []string{"ARGS"}, pluginEnv, clusterName != "")
 	spec, err := container.Spec(ctx, cfg.Namespace, call)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox profile of %s: %w", p.Name, err)
 	}
-	out := &SandboxProfile{Plugin: p.Name, Cluster: clusterName, Spec: spec, RequestRules: r.policy.RequestRules(p.Name, clusterName)}
-	b := r.backends.For(p.Kind == discovery.KindWasm)
+	out.Spec = spec
 	switch {
 	case b == nil:
 		out.Note = "no sandbox backend can run this plugin now, so its calls are refused; this is the profile the container sandbox would apply"
@@ -63,9 +85,6 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 		out.Note = `backend "none": plugins run as plain processes with this server's own rights, files and network; this container profile is NOT applied (the request rules are)`
 	case !isContainer(b):
 		out.Note = fmt.Sprintf("backend %q runs this plugin: this container profile is NOT applied (the request rules are)", b.Name())
-	}
-	if b != nil {
-		out.Sandbox = b.Name()
 	}
 	for _, o := range container.Profile(call) {
 		out.Options = append(out.Options, o.Name)

@@ -108,7 +108,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 			return nil, fmt.Errorf("start the API gateway of call %s: %w", res.CallID, err)
 		}
 		defer gw.Close()
-		spec.Cluster = &sandbox.ClusterAccess{Serve: gw.Serve, Kubeconfig: gw.Kubeconfig}
+		spec.Cluster = &sandbox.ClusterAccess{Serve: gw.Serve, Handler: gw.Handler(), Kubeconfig: gw.Kubeconfig}
 	}
 	if call.Stdin != "" {
 		spec.Stdin = strings.NewReader(call.Stdin)

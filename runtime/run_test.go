@@ -106,7 +106,7 @@ func composeRuntime(t *testing.T, cfg *config.Config, env compose.Env, reg *clus
 	if wrap != nil {
 		parts.Backends.Native = wrap(parts.Backends.Native)
 	}
-	rt, err := New(cfg, Options{Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Clusters: reg})
+	rt, err := New(cfg, Options{Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Wasm: parts.Wasm, Clusters: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -20,6 +21,13 @@ type Backend interface {
 	// Run runs the plugin to the end, or until ctx ends, when it kills the
 	// plugin and everything it started before returning.
 	Run(ctx context.Context, spec Spec) (Result, error)
+}
+
+// Preparer is a Backend with work to do once per plugin file, ahead of its
+// first run: the wasm backend compiles modules. Discovery calls Prepare for
+// every plugin policy lets run; an error says why the plugin cannot run.
+type Preparer interface {
+	Prepare(ctx context.Context, plugin string) error
 }
 
 // Backends are the sandbox backends of one server, by the kind of plugin
@@ -81,6 +89,10 @@ type Spec struct {
 type ClusterAccess struct {
 	// Serve serves the gateway on l until l is closed.
 	Serve func(l net.Listener) error
+	// Handler is the same gateway, served in process, for backends whose
+	// plugin cannot open a connection at all (wasm). It never upgrades a
+	// request: exec, attach and port-forward are refused, and audited.
+	Handler http.Handler
 	// Kubeconfig is the plugin's kubeconfig for the gateway at addr.
 	Kubeconfig func(addr string) *clientcmdapi.Config
 }

@@ -67,7 +67,7 @@ func BenchmarkDiscovery1000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rt, err := runtime.New(cfg, runtime.Options{Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container,
+	rt, err := runtime.New(cfg, runtime.Options{Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Wasm: parts.Wasm,
 		CacheFile: filepath.Join(home, "cache", "kubernetes-mcp-server", "plugins-cache.json")})
 	if err != nil {
 		b.Fatal(err)

@@ -16,14 +16,17 @@ func newProfileCommand() *cobra.Command {
 	var explain bool
 	show := &cobra.Command{
 		Use:   "show NAME",
-		Short: "Print the OCI runtime spec a call of this plugin would run with",
-		Long: `Print, as JSON, the OCI runtime spec the container sandbox gives a call of
-the plugin NAME on --cluster (default: default_cluster). It is computed
-from the configuration by the same code the sandbox uses; nothing runs.
-CALL-ID stands for the call's id and ARGS for its arguments. --explain
-prints the profile's named options, top to bottom, and the request rules
-the call's API gateway applies, before the spec. --output json prints all
-of it as one JSON object: options, request_rules and spec.`,
+		Short: "Print the sandbox a call of this plugin would run with",
+		Long: `Print, as JSON, what the sandbox gives a call of the plugin NAME on
+--cluster (default: default_cluster): for a native plugin the OCI runtime
+spec of its container, for a WebAssembly plugin (kubectl-NAME.wasm) the
+settings of its wasm guest (memory limit, timeout, argv, environment,
+folders, host functions). It is computed from the configuration by the
+same code the sandbox uses; nothing runs. CALL-ID stands for the call's id
+and ARGS for its arguments. --explain prints the profile's named options,
+top to bottom, and the request rules the call's API gateway applies,
+before the spec. --output json prints all of it as one JSON object:
+options, request_rules and spec (or wasm).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := loadConfig(cmd)
@@ -81,6 +84,9 @@ of it as one JSON object: options, request_rules and spec.`,
 					}
 					fmt.Fprintln(out, line)
 				}
+			}
+			if p.Wasm != nil {
+				return writeJSON(cmd.OutOrStdout(), p.Wasm)
 			}
 			return writeJSON(cmd.OutOrStdout(), p.Spec)
 		},

@@ -20,6 +20,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
 )
 
 // Env is what the parts need of the process besides the configuration.
@@ -43,6 +44,8 @@ type Parts struct {
 	// Container is the container sandbox's configuration, which
 	// `profile show` prints whether or not containerd answers.
 	Container container.Config
+	// Wasm is the wasm sandbox's configuration, for `profile show`.
+	Wasm wasm.Config
 }
 
 // Build makes the parts a configuration describes. It fails where serving
@@ -58,7 +61,8 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 	}
 	ccfg := ContainerConfig(cfg, log)
 	ccfg.Sweep = env.Server
-	backends, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
+	wcfg := WasmConfig(cfg, log)
+	backends, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, wcfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +71,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 		Backends:  backends,
 		Dirs:      discovery.SearchDirs(env.PathEnv, cfg.Plugins.PluginPaths, env.KrewRoot),
 		Container: ccfg,
+		Wasm:      wcfg,
 	}, nil
 }
 
@@ -90,31 +95,57 @@ func Policy(cfg *config.Config) (*policy.Policy, error) {
 }
 
 // Backends chooses the sandbox backends, the one place that reads
-// [sandbox] backend:
+// [sandbox] backend. WebAssembly plugins always run in the wasm sandbox,
+// which needs nothing of the host; for native plugins:
 //   - "none": plain processes with the server's rights, the operator's
 //     explicit choice;
 //   - "container": the container sandbox, or an error;
 //   - "auto": the container sandbox when containerd answers and the image
-//     exists; else native plugins are listed but never run.
-//
-// WebAssembly plugins get no backend until the wasm backend exists.
-func Backends(ctx context.Context, choice string, ccfg container.Config, pluginPATH string, log hclog.Logger) (sandbox.Backends, error) {
+//     exists; else native plugins are listed but never run;
+//   - "wasm": nothing; native plugins are listed but never run, and
+//     containerd is not asked (a server in an unprivileged pod).
+func Backends(ctx context.Context, choice string, ccfg container.Config, wcfg wasm.Config, pluginPATH string, log hclog.Logger) (sandbox.Backends, error) {
+	var native sandbox.Backend
 	switch choice {
 	case "none":
-		log.Warn(`sandbox backend is "none": plugins run as plain processes with this server's own rights, files and network`)
-		return sandbox.Backends{Native: sandbox.None{PathEnv: pluginPATH}}, nil
+		log.Warn(`sandbox backend is "none": native plugins run as plain processes with this server's own rights, files and network`)
+		native = sandbox.None{PathEnv: pluginPATH}
 	case "container", "auto":
 		b, err := container.New(ctx, ccfg)
-		if err == nil {
-			return sandbox.Backends{Native: b}, nil
-		}
-		if choice == "container" {
+		switch {
+		case err == nil:
+			native = b
+		case choice == "container":
 			return sandbox.Backends{}, fmt.Errorf("sandbox backend container: %w", err)
+		default:
+			log.Warn(`no container sandbox available, so native plugins are listed but do not run; set [sandbox] backend = "container" to require it`, "reason", err)
 		}
-		log.Warn(`no container sandbox available, so native plugins are listed but do not run; set [sandbox] backend = "container" to require it`, "reason", err)
-		return sandbox.Backends{}, nil
+	case "wasm":
+		log.Info(`sandbox backend is "wasm": only WebAssembly plugins run; native plugins are listed but do not run`)
 	default:
 		return sandbox.Backends{}, fmt.Errorf("sandbox backend %q is not available", choice)
+	}
+	w, err := wasm.New(ctx, wcfg)
+	if err != nil {
+		if c, ok := native.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		return sandbox.Backends{}, fmt.Errorf("sandbox backend wasm: %w", err)
+	}
+	return sandbox.Backends{Native: native, Wasm: w}, nil
+}
+
+// WasmConfig is the wasm sandbox a configuration describes.
+func WasmConfig(cfg *config.Config, log hclog.Logger) wasm.Config {
+	s := cfg.Sandbox
+	dir := s.WasmCacheDir
+	if dir == "" {
+		dir = DefaultWasmCacheDir()
+	}
+	return wasm.Config{
+		CacheDir: dir,
+		Limits:   wasm.Limits{MemoryMiB: int64(s.WasmMemoryMiB), TmpMiB: int64(s.TmpMiB)},
+		Logger:   log.Named("wasm"),
 	}
 }
 
@@ -157,6 +188,16 @@ func pluginPath(kubectl, pathEnv string) string {
 		}
 	}
 	return strings.Join(out, string(filepath.ListSeparator))
+}
+
+// DefaultWasmCacheDir is where compiled WebAssembly modules are kept unless
+// told otherwise; "" (no cache folder) keeps them in memory only.
+func DefaultWasmCacheDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "kubernetes-mcp-server", "wasm")
 }
 
 // DefaultCacheFile is where the plugin cache lives unless told otherwise.

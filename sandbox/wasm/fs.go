@@ -1,0 +1,119 @@
+package wasm
+
+import (
+	"io/fs"
+	"sync/atomic"
+
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
+)
+
+// callFS is the guest's writable folder: a host folder of the call's own,
+// with a bound on what the guest may write to it and no links at all.
+//
+// wazero resolves guest paths under the folder by name, but the host kernel
+// would follow a symbolic link the guest made there to anywhere on the host,
+// so making links is refused (ENOTSUP), as is a hard link (a way to grow a
+// file the quota has counted once). Growth of files counts against the
+// quota; removing a file gives its size back.
+type callFS struct {
+	experimentalsys.FS
+	left *atomic.Int64 // bytes the guest may still write
+}
+
+func newCallFS(dir string, limitBytes int64) *callFS {
+	left := &atomic.Int64{}
+	left.Store(limitBytes)
+	return &callFS{FS: sysfs.DirFS(dir), left: left}
+}
+
+func (f *callFS) Symlink(string, string) experimentalsys.Errno { return experimentalsys.ENOTSUP }
+
+func (f *callFS) Link(string, string) experimentalsys.Errno { return experimentalsys.ENOTSUP }
+
+func (f *callFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	var before int64
+	if flag&experimentalsys.O_TRUNC != 0 {
+		if st, errno := f.FS.Stat(path); errno == 0 && st.Mode.IsRegular() {
+			before = st.Size
+		}
+	}
+	file, errno := f.FS.OpenFile(path, flag, perm)
+	if errno != 0 {
+		return nil, errno
+	}
+	f.left.Add(before) // truncated away
+	return &callFile{File: file, left: f.left}, 0
+}
+
+func (f *callFS) Unlink(path string) experimentalsys.Errno {
+	st, statErr := f.FS.Lstat(path)
+	errno := f.FS.Unlink(path)
+	if errno == 0 && statErr == 0 && st.Mode.IsRegular() && st.Nlink <= 1 {
+		f.left.Add(st.Size)
+	}
+	return errno
+}
+
+// callFile counts a file's growth against its folder's quota.
+type callFile struct {
+	experimentalsys.File
+	left *atomic.Int64
+}
+
+// grow takes the bytes a write of n at off would add, or fails with EIO.
+func (f *callFile) grow(off, n int64) experimentalsys.Errno {
+	st, errno := f.File.Stat()
+	if errno != 0 {
+		return errno
+	}
+	if off < 0 { // an append
+		off = st.Size
+	}
+	add := off + n - st.Size
+	if add <= 0 {
+		return 0
+	}
+	if f.left.Add(-add) < 0 {
+		f.left.Add(add)
+		return experimentalsys.EIO // wazero has no ENOSPC; the guest sees an I/O error
+	}
+	return 0
+}
+
+func (f *callFile) Write(buf []byte) (int, experimentalsys.Errno) {
+	off := int64(-1)
+	if !f.File.IsAppend() {
+		pos, errno := f.File.Seek(0, 1) // io.SeekCurrent
+		if errno != 0 {
+			return 0, errno
+		}
+		off = pos
+	}
+	if errno := f.grow(off, int64(len(buf))); errno != 0 {
+		return 0, errno
+	}
+	return f.File.Write(buf)
+}
+
+func (f *callFile) Pwrite(buf []byte, off int64) (int, experimentalsys.Errno) {
+	if errno := f.grow(off, int64(len(buf))); errno != 0 {
+		return 0, errno
+	}
+	return f.File.Pwrite(buf, off)
+}
+
+func (f *callFile) Truncate(size int64) experimentalsys.Errno {
+	st, errno := f.File.Stat()
+	if errno != 0 {
+		return errno
+	}
+	if size > st.Size {
+		if errno := f.grow(st.Size, size-st.Size); errno != 0 {
+			return errno
+		}
+	} else {
+		defer f.left.Add(st.Size - size)
+	}
+	return f.File.Truncate(size)
+}
