@@ -12,11 +12,12 @@ import (
 // are returned to the kernel at once when the guest ends. Go's heap would
 // copy on every growth and keep the pages for its collector to find.
 type mappedMemory struct {
-	buf []byte
+	buf    []byte
+	onFree func([]byte) // tests read what a guest left in memory
 }
 
 // mappedAllocator allocates mappedMemory, at most limit bytes of it.
-func mappedAllocator(limit uint64) experimental.MemoryAllocator {
+func mappedAllocator(limit uint64, onFree func([]byte)) experimental.MemoryAllocator {
 	return experimental.MemoryAllocatorFunc(func(_, max uint64) experimental.LinearMemory {
 		if max > limit {
 			max = limit
@@ -25,7 +26,7 @@ func mappedAllocator(limit uint64) experimental.MemoryAllocator {
 		if err != nil {
 			return &heapMemory{limit: max}
 		}
-		return &mappedMemory{buf: buf}
+		return &mappedMemory{buf: buf, onFree: onFree}
 	})
 }
 
@@ -62,6 +63,9 @@ func (m *mappedMemory) Reallocate(size uint64) []byte {
 
 func (m *mappedMemory) Free() {
 	if m.buf != nil {
+		if m.onFree != nil {
+			m.onFree(m.buf)
+		}
 		_ = unix.Munmap(m.buf)
 		m.buf = nil
 	}

@@ -78,6 +78,8 @@ type Backend struct {
 	running  sync.WaitGroup
 
 	stats Stats
+	// inspectMemory, set by tests, sees each guest's memory as it ends.
+	inspectMemory func([]byte)
 }
 
 // fileModule is the module a plugin file held when it was last read.
@@ -337,7 +339,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 		guest.handler = spec.Cluster.Handler
 	}
 	runCtx := withGuestCluster(ctx, guest)
-	runCtx = experimental.WithMemoryAllocator(runCtx, mappedAllocator(uint64(settings.MemoryLimitMiB)<<20))
+	runCtx = experimental.WithMemoryAllocator(runCtx, mappedAllocator(uint64(settings.MemoryLimitMiB)<<20, b.inspectMemory))
 
 	start := time.Now()
 	mod, err := b.runtime.InstantiateModule(runCtx, compiled, mc)
