@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,6 +14,8 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm/abi"
 )
 
 // withWasmPlugin puts the hostile test guest among the runtime's plugins as
@@ -135,5 +139,68 @@ func TestWasmPluginWithoutAClusterReachesNothing(t *testing.T) {
 	}
 	if res.Status == StatusOK || !strings.Contains(res.Output, "this call has no cluster") || len(res.APIRequests) != 0 {
 		t.Errorf("a call without a cluster: %+v", res)
+	}
+}
+
+// A module is compiled once, at discovery, not at its first call; its calls
+// find it compiled. Asserted through the backend's counters, not timing.
+func TestWasmModuleIsCompiledAtDiscoveryOnly(t *testing.T) {
+	rt, e := newRuntimeWith(t, "none", "")
+	withWasmPlugin(t, rt, e)
+	stats := rt.backends.Wasm.(*wasm.Backend).Stats()
+	if n := stats.Compiles.Load(); n != 1 {
+		t.Fatalf("%d compilations after discovery, want 1", n)
+	}
+	hits := stats.Hits.Load()
+	for range 2 {
+		if res, err := rt.Execute(context.Background(), Call{Plugin: "hostile", Args: []string{"exit", "0"}}); err != nil || res.Status != StatusOK {
+			t.Fatalf("call: %v %+v", err, res)
+		}
+	}
+	if n, h := stats.Compiles.Load(), stats.Hits.Load(); n != 1 || h != hits+2 {
+		t.Errorf("after two calls: %d compilations (want 1), %d hits (want %d)", n, h, hits+2)
+	}
+	// Discovering again finds the module compiled too.
+	if _, err := rt.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := stats.Compiles.Load(); n != 1 {
+		t.Errorf("%d compilations after a second discovery, want 1", n)
+	}
+}
+
+// profile show prints what a guest runs with, from the code the backend
+// runs it with: the argv and environment a guest sees are the profile's.
+func TestWasmProfileIsWhatTheGuestGets(t *testing.T) {
+	rt, e := newRuntimeWith(t, "none", "")
+	withWasmPlugin(t, rt, e)
+	p, err := rt.Profile(context.Background(), "hostile", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := p.Wasm
+	if p.Sandbox != "wasm" || w == nil || p.Spec != nil || p.Note != "" {
+		t.Fatalf("profile: %+v", p)
+	}
+	if w.MemoryLimitMiB != int64(rt.cfg.Sandbox.WasmMemoryMiB) || w.Timeout != rt.cfg.Plugins.ExecutionTimeout.String() ||
+		!slices.Equal(w.Args, []string{"kubectl-hostile", "ARGS"}) || w.Cluster != "gateway" ||
+		!slices.Equal(w.HostFunctions, []string{wasm.Wasi, abi.Module}) || len(p.RequestRules) == 0 {
+		t.Errorf("wasm settings: %+v", w)
+	}
+	var guests []string
+	for _, m := range w.Mounts {
+		guests = append(guests, m.Guest)
+	}
+	if !slices.Equal(guests, []string{"/tmp", "/run/kube"}) {
+		t.Errorf("mounts: %+v", w.Mounts)
+	}
+	res, err := rt.Execute(context.Background(), Call{Plugin: "hostile", Args: []string{"hello"}})
+	if err != nil || res.Status != StatusOK {
+		t.Fatalf("hello: %v %+v", err, res)
+	}
+	wantArgv := fmt.Sprintf("argv=%q", []string{"kubectl-hostile", "hello"})
+	wantEnv := fmt.Sprintf("env=%q", w.Env)
+	if !strings.Contains(res.Output, wantArgv) || !strings.Contains(res.Output, wantEnv) {
+		t.Errorf("the guest got\n%s\nthe profile says\n%s\n%s", res.Output, wantArgv, wantEnv)
 	}
 }
