@@ -250,7 +250,7 @@ func (b *Backend) module(ctx context.Context, plugin string) (wazero.CompiledMod
 func (b *Backend) compile(ctx context.Context, name string, code []byte) (wazero.CompiledModule, error) {
 	b.stats.Compiles.Add(1)
 	start := time.Now()
-	m, err := b.runtime.CompileModule(ctx, code)
+	m, err := b.runtime.CompileModule(ctx, coalesceData(code))
 	if err != nil {
 		return nil, fmt.Errorf("compile %s: %w", name, err)
 	}
