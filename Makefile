@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/kubernetes-mcp-server
 ARGS     ?=
 
-.PHONY: all build run test test-deps images vet staticcheck fmt-check clean bench
+.PHONY: all build run test test-deps images examples vet staticcheck fmt-check clean bench
 
 all: build
 
@@ -17,6 +17,12 @@ build:
 # More flags with ARGS="..." (they win: ARGS="--port 9000").
 run: build
 	KMCP_RUN_BINARY=$(CURDIR)/$(BIN) hack/run.sh $(ARGS)
+
+# Builds the WebAssembly example plugins (examples/wasm, manifest-lint) and
+# kube-score for GOOS=wasip1 (cached; prints their folder). The native
+# examples are built by `make run` (hack/run.sh).
+examples:
+	hack/build-wasm-plugins.sh
 
 # Installs what the tests need (Debian packages, a cached kube-apiserver).
 test-deps:

@@ -9,13 +9,15 @@ type Health struct {
 	Plugins        int      `json:"plugins"`
 	Tools          int      `json:"tools"`
 	Sandbox        string   `json:"sandbox"`
+	WasmSandbox    bool     `json:"wasm_sandbox"`
 	Clusters       []string `json:"clusters"`
 	DefaultCluster string   `json:"default_cluster"`
 }
 
 // Health reports the server's state: "ok", or "shutting_down" once
-// Shutdown has begun (new calls are refused), its plugins, tools, sandbox
-// backend ("unavailable" when plugins cannot run) and clusters.
+// Shutdown has begun (new calls are refused), its plugins, tools, the
+// sandbox backend of native plugins ("unavailable" when they cannot run),
+// whether WebAssembly plugins run, and clusters.
 func (s *Server) Health() Health {
 	status := "ok"
 	if s.stopping.Load() {
@@ -27,6 +29,7 @@ func (s *Server) Health() Health {
 		Plugins:        len(s.rt.Plugins()),
 		Tools:          len(s.Tools()),
 		Sandbox:        s.sandboxName(),
+		WasmSandbox:    s.rt.Sandbox().Wasm,
 		Clusters:       s.clusters,
 		DefaultCluster: s.defaultCluster,
 	}

@@ -188,14 +188,22 @@ func (s *Server) clusterText() string {
 
 // sandboxText says how plugins run, for descriptions and results.
 func (s *Server) sandboxText() string {
-	switch sb := s.rt.Sandbox(); {
+	sb := s.rt.Sandbox()
+	var text string
+	switch {
+	case !sb.Available && sb.Wasm:
+		return "Only WebAssembly plugins run here, each call in a fresh wasm sandbox; native plugins are listed but cannot run until the operator configures a container sandbox."
 	case !sb.Available:
 		return "No sandbox backend is available, so plugins are listed but cannot run until the operator configures one."
 	case !sb.Isolated:
-		return fmt.Sprintf("Plugins run WITHOUT a sandbox here (backend %q): as plain processes with this server's own rights, files and network.", sb.Name)
+		text = fmt.Sprintf("Plugins run WITHOUT a sandbox here (backend %q): as plain processes with this server's own rights, files and network.", sb.Name)
 	default:
-		return fmt.Sprintf("Every call runs in a fresh %s sandbox.", sb.Name)
+		text = fmt.Sprintf("Every call runs in a fresh %s sandbox.", sb.Name)
 	}
+	if sb.Wasm {
+		text += " WebAssembly plugins (kubectl-*.wasm) run in a fresh wasm sandbox each call."
+	}
+	return text
 }
 
 func (s *Server) instructions() string {

@@ -214,7 +214,7 @@ func TestHTTP(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
 			t.Fatalf("%s: %d %v", path, resp.StatusCode, err)
 		}
-		want := Health{Status: "ok", Version: "test", Plugins: 8, Tools: 10, Sandbox: "none", Clusters: []string{"c1", "c2"}, DefaultCluster: "c1"}
+		want := Health{Status: "ok", Version: "test", Plugins: 8, Tools: 10, Sandbox: "none", WasmSandbox: true, Clusters: []string{"c1", "c2"}, DefaultCluster: "c1"}
 		if !reflect.DeepEqual(h, want) {
 			t.Errorf("%s: %+v\nwant %+v", path, h, want)
 		}

@@ -20,23 +20,26 @@ const shutdownMessage = "the server is shutting down"
 // SandboxInfo says how this runtime's calls run, for descriptions, results
 // and /health, so front ends need not know backend names.
 type SandboxInfo struct {
-	// Name names the backend results carry ("container", "none"), or ""
-	// when no backend can run plugins.
+	// Name names the backend of native plugins ("container", "none"), or
+	// "" when none can run them.
 	Name string `json:"name"`
-	// Available is false when plugins are listed but cannot run.
+	// Available is false when native plugins are listed but cannot run.
 	Available bool `json:"available"`
 	// Isolated is false for backend "none": plugins run as plain processes
 	// with the server's own rights, files and network.
 	Isolated bool `json:"isolated"`
+	// Wasm is set when WebAssembly plugins (kubectl-*.wasm) run, in the
+	// wasm sandbox, whatever the native backend.
+	Wasm bool `json:"wasm"`
 }
 
 // Sandbox describes where this runtime's calls run.
 func (r *Runtime) Sandbox() SandboxInfo {
-	b := r.backends.Native
-	if b == nil {
-		return SandboxInfo{}
+	info := SandboxInfo{Wasm: r.backends.Wasm != nil}
+	if b := r.backends.Native; b != nil {
+		info.Name, info.Available, info.Isolated = b.Name(), true, !unsandboxed(b)
 	}
-	return SandboxInfo{Name: b.Name(), Available: true, Isolated: !unsandboxed(b)}
+	return info
 }
 
 // unsandboxed reports whether b isolates nothing: the "none" backend.

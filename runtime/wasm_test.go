@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -202,5 +204,116 @@ func TestWasmProfileIsWhatTheGuestGets(t *testing.T) {
 	wantEnv := fmt.Sprintf("env=%q", w.Env)
 	if !strings.Contains(res.Output, wantArgv) || !strings.Contains(res.Output, wantEnv) {
 		t.Errorf("the guest got\n%s\nthe profile says\n%s\n%s", res.Output, wantArgv, wantEnv)
+	}
+}
+
+// scoredManifest has findings in most of kube-score's checks.
+const scoredManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:latest
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: other}
+  ports:
+  - port: 80
+`
+
+// kube-score, a real third-party plugin built unchanged for wasip1, finds in
+// the wasm sandbox what its native build finds on the same manifest (its
+// output order varies from run to run, natively too, so findings are
+// compared as sets).
+func TestKubeScoreAsWasmFindsWhatItsNativeBuildFinds(t *testing.T) {
+	rt, e := newRuntimeWith(t, "none", "")
+	copyPlugin(t, filepath.Join(testenv.WasmPlugins(t), "kubectl-score.wasm"), filepath.Join(e.dir, "kubectl-score.wasm"))
+	if _, err := rt.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"score", "--output-format", "ci", "-"}
+	res, err := rt.Execute(context.Background(), Call{Plugin: "score", Args: args, Stdin: scoredManifest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	native := exec.Command(filepath.Join(testenv.RealPlugins(t), "kubectl-score"), args...)
+	native.Stdin = strings.NewReader(scoredManifest)
+	out, err := native.Output()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	wasmFindings, nativeFindings := findings(res.Output), findings(string(out))
+	if res.Sandbox != "wasm" || len(nativeFindings) < 5 || !slices.Equal(wasmFindings, nativeFindings) || res.ExitCode != native.ProcessState.ExitCode() {
+		t.Errorf("sandbox %s, exit %d (native %d)\nwasm findings:\n%s\nnative findings:\n%s\nstderr: %s", res.Sandbox, res.ExitCode,
+			native.ProcessState.ExitCode(), strings.Join(wasmFindings, "\n"), strings.Join(nativeFindings, "\n"), res.Error)
+	}
+}
+
+// findings are kube-score's ci lines, sorted.
+func findings(out string) []string {
+	var lines []string
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.HasPrefix(line, "[") {
+			lines = append(lines, line)
+		}
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+// The pod-list example, client-go over the guest SDK, lists the target
+// cluster's pods through the gateway, with its flags as parameters.
+func TestPodListExampleListsPodsThroughTheGateway(t *testing.T) {
+	rt, e := newRuntimeWith(t, "none", "")
+	copyPlugin(t, filepath.Join(testenv.WasmPlugins(t), "kubectl-pod_list.wasm"), filepath.Join(e.dir, "kubectl-pod_list.wasm"))
+	if _, err := rt.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	alpha := e.clusters.All[0]
+	createPod(t, e, "listed-by-wasm")
+	info, err := rt.Plugin("pod_list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags []string
+	for _, p := range info.Parameters {
+		flags = append(flags, p.Name)
+	}
+	if !slices.Contains(flags, "namespace") || !slices.Contains(flags, "selector") {
+		t.Errorf("parameters from --help: %v (%s)", flags, info.HelpWarning)
+	}
+	res, err := rt.Execute(context.Background(), Call{Plugin: "pod_list", Args: []string{"-n", alpha.Namespace}})
+	if err != nil || res.Status != StatusOK || !strings.Contains(res.Output, "listed-by-wasm") || res.Sandbox != "wasm" {
+		t.Fatalf("pod-list: %v %+v", err, res)
+	}
+	if len(res.APIRequests) == 0 || res.APIRequests[0].Verb != "list" || res.APIRequests[0].Resource != "pods" || res.APIRequests[0].Decision != gateway.Allow {
+		t.Errorf("api_requests: %+v", res.APIRequests)
+	}
+}
+
+func copyPlugin(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -280,7 +280,7 @@ func TestServeReportsClustersAndStopsOnSignal(t *testing.T) {
 func TestNoneIsAnnouncedAtStartup(t *testing.T) {
 	file := writeFile(t, "[plugins]\nplugin_paths = []\n[sandbox]\nbackend = \"none\"\n")
 	_, stderr, code := run(t, nil, "--config", file)
-	if code != 0 || !strings.Contains(stderr, `sandbox backend is "none": plugins run as plain processes with this server's own rights, files and network`) {
+	if code != 0 || !strings.Contains(stderr, `sandbox backend is "none": native plugins run as plain processes with this server's own rights, files and network`) {
 		t.Errorf("exit %d, stderr:\n%s", code, stderr)
 	}
 }

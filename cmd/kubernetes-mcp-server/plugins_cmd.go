@@ -216,7 +216,7 @@ func writePluginTable(out, errOut io.Writer, plugins []runtime.PluginInfo, warni
 		}
 	}
 	if !runnable && len(plugins) > 0 {
-		fmt.Fprintln(errOut, "note: no sandbox backend is available, so no plugin's --help was run and no plugin can run.")
+		fmt.Fprintln(errOut, "note: no sandbox backend for native plugins is available, so no native plugin's --help was run and none can run (WebAssembly plugins can).")
 	}
 }
 

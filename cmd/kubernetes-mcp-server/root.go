@@ -136,7 +136,7 @@ func serve(cmd *cobra.Command) error {
 	}
 	defer rt.Close()
 	if !rt.Sandbox().Available {
-		log.Warn(`no sandbox backend is available: plugins are listed but cannot run; set [sandbox] backend = "none" to run them without a sandbox`)
+		log.Warn(`no sandbox backend for native plugins is available: they are listed but cannot run (WebAssembly plugins do run); set [sandbox] backend = "none" to run them without a sandbox`)
 	}
 
 	if cfg.Plugins.Enabled {
