@@ -32,8 +32,8 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm/abi"
 )
 
-// ErrNotInSandbox is returned outside the wasm sandbox, where the host
-// function does not exist.
+// ErrNotInSandbox is Transport's error outside the wasm sandbox, where the
+// host function does not exist.
 var ErrNotInSandbox = errors.New("wasmguest: not running in the wasm sandbox of kubernetes-mcp-server")
 
 // Transport is an http.RoundTripper over the sandbox's host function. Its
@@ -63,10 +63,12 @@ func (Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // RESTConfig returns a client-go configuration whose every request goes
-// through Transport to the call's cluster. It fails outside the sandbox.
+// through Transport to the call's cluster. Outside the sandbox (the same
+// plugin built for the host) it is the kubeconfig as kubectl loads it, so
+// one source serves both builds.
 func RESTConfig() (*rest.Config, error) {
 	if !inSandbox() {
-		return nil, ErrNotInSandbox
+		return hostConfig()
 	}
 	return Wrap(&rest.Config{Host: abi.GatewayURL}), nil
 }

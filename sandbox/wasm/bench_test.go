@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
@@ -19,6 +21,12 @@ import (
 // compiled beforehand, and reports p50 and p95 beside a direct exec of the
 // native build, measured in the same run, when native is not "".
 func benchRuns(b *testing.B, plugin string, args []string, stdin []byte, native string) {
+	benchRunsWith(b, plugin, args, stdin, native, nil, nil)
+}
+
+// benchRunsWith is benchRuns with the guest's cluster access and the
+// native build's environment.
+func benchRunsWith(b *testing.B, plugin string, args []string, stdin []byte, native string, cluster *sandbox.ClusterAccess, nativeEnv []string) {
 	cacheRoot, _ := os.UserCacheDir()
 	backend, err := wasm.New(context.Background(), wasm.Config{CacheDir: filepath.Join(cacheRoot, "kubernetes-mcp-server", "wasm")})
 	if err != nil {
@@ -31,9 +39,9 @@ func benchRuns(b *testing.B, plugin string, args []string, stdin []byte, native 
 	once := func() time.Duration {
 		var out bytes.Buffer
 		start := time.Now()
-		res, err := backend.Run(context.Background(), sandbox.Spec{ID: "bench", Plugin: plugin, Args: args, Stdin: bytes.NewReader(stdin), Stdout: &out, Stderr: &out})
+		res, err := backend.Run(context.Background(), sandbox.Spec{ID: "bench", Plugin: plugin, Args: args, Stdin: bytes.NewReader(stdin), Stdout: &out, Stderr: &out, Cluster: cluster})
 		d := time.Since(start)
-		if err != nil || res.ExitCode != 0 && native == "" {
+		if err != nil || res.ExitCode != 0 && native == "" || res.Stopped || res.Signal != "" {
 			b.Fatalf("run: %v %+v\n%s", err, res, out.String())
 		}
 		return d
@@ -49,6 +57,7 @@ func benchRuns(b *testing.B, plugin string, args []string, stdin []byte, native 
 		for range b.N {
 			cmd := exec.Command(native, args...)
 			cmd.Stdin = bytes.NewReader(stdin)
+			cmd.Env = nativeEnv
 			start := time.Now()
 			cmd.Run()
 			nativeTimes = append(nativeTimes, time.Since(start))
@@ -78,3 +87,49 @@ func BenchmarkSmallModule(b *testing.B) {
 func BenchmarkNetHTTPModule(b *testing.B) {
 	benchRuns(b, testenv.WasmGuest(b, "sandbox/wasm/testdata/hostile", "hostile"), []string{"exit", "0"}, nil, "")
 }
+
+// BenchmarkKubeScore is kube-score v1.20.0 built for wasip1 scoring a
+// manifest from stdin, beside a direct exec of its native build.
+func BenchmarkKubeScore(b *testing.B) {
+	benchRuns(b, filepath.Join(testenv.WasmPlugins(b), "kubectl-score.wasm"), []string{"score", "-"}, []byte(benchManifest),
+		filepath.Join(testenv.RealPlugins(b), "kubectl-score"))
+}
+
+// BenchmarkPodListExample is the client-go example listing a namespace's
+// pods of a real cluster through a real gateway, beside a direct exec of
+// its native build talking to the same cluster straight.
+func BenchmarkPodListExample(b *testing.B) {
+	alpha := testenv.TestClusters(b).All[0]
+	gw, err := gateway.New(gateway.Config{CallID: "bench", Plugin: "pod_list", Cluster: alpha.Name, Upstream: alpha.REST,
+		Decide: func(gateway.Request) gateway.Decision { return gateway.Decision{Allowed: true, Rule: "bench"} }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gw.Close()
+	native := filepath.Join(b.TempDir(), "kubectl-pod_list")
+	root, _ := images.RepoRoot()
+	build := exec.Command("go", "build", "-o", native, "./examples/wasm/pod-list")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build the native pod-list: %v\n%s", err, out)
+	}
+	benchRunsWith(b, filepath.Join(testenv.WasmPlugins(b), "kubectl-pod_list.wasm"), []string{"-n", alpha.Namespace}, nil, native,
+		&sandbox.ClusterAccess{Serve: gw.Serve, Handler: gw.Handler(), Kubeconfig: gw.Kubeconfig}, []string{"KUBECONFIG=" + alpha.Kubeconfig})
+}
+
+const benchManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:latest
+`

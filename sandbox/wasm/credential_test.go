@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -37,8 +36,8 @@ func TestNoCredentialInGuestMemory(t *testing.T) {
 	}
 	defer gw.Close()
 
-	cacheRoot, _ := os.UserCacheDir()
-	b, err := wasm.New(context.Background(), wasm.Config{CacheDir: filepath.Join(cacheRoot, "kubernetes-mcp-server", "wasm")})
+	plugin := hostileGuest(t) // warms the shared compilation cache
+	b, err := wasm.New(context.Background(), wasm.Config{CacheDir: sharedCache})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +58,7 @@ func TestNoCredentialInGuestMemory(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	res, err := b.Run(ctx, sandbox.Spec{
-		ID: "mem", Plugin: hostileGuest(t), Args: []string{"get", "/api/v1/namespaces/" + alpha.Namespace},
+		ID: "mem", Plugin: plugin, Args: []string{"get", "/api/v1/namespaces/" + alpha.Namespace},
 		Cluster: &sandbox.ClusterAccess{Serve: gw.Serve, Handler: gw.Handler(), Kubeconfig: gw.Kubeconfig},
 		Stdout:  &stdout, Stderr: &stderr,
 	})

@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"io/fs"
+	"sync"
 	"sync/atomic"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
@@ -15,16 +16,21 @@ import (
 // would follow a symbolic link the guest made there to anywhere on the host,
 // so making links is refused (ENOTSUP), as is a hard link (a way to grow a
 // file the quota has counted once). Growth of files counts against the
-// quota; removing a file gives its size back.
+// quota; removing a file gives its size back once no one holds it open
+// (until then its bytes are still on the host's disk).
 type callFS struct {
 	experimentalsys.FS
 	left *atomic.Int64 // bytes the guest may still write
+
+	mu   sync.Mutex
+	open map[uint64]int  // inode -> files open on it
+	gone map[uint64]bool // removed while open: given back on the last close
 }
 
 func newCallFS(dir string, limitBytes int64) *callFS {
 	left := &atomic.Int64{}
 	left.Store(limitBytes)
-	return &callFS{FS: sysfs.DirFS(dir), left: left}
+	return &callFS{FS: sysfs.DirFS(dir), left: left, open: map[uint64]int{}, gone: map[uint64]bool{}}
 }
 
 func (f *callFS) Symlink(string, string) experimentalsys.Errno { return experimentalsys.ENOTSUP }
@@ -42,15 +48,29 @@ func (f *callFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.FileM
 	if errno != 0 {
 		return nil, errno
 	}
+	st, errno := file.Stat()
+	if errno != 0 {
+		file.Close()
+		return nil, errno
+	}
 	f.left.Add(before) // truncated away
-	return &callFile{File: file, left: f.left}, 0
+	f.mu.Lock()
+	f.open[st.Ino]++
+	f.mu.Unlock()
+	return &callFile{File: file, left: f.left, fs: f, ino: st.Ino}, 0
 }
 
 func (f *callFS) Unlink(path string) experimentalsys.Errno {
 	st, statErr := f.FS.Lstat(path)
 	errno := f.FS.Unlink(path)
 	if errno == 0 && statErr == 0 && st.Mode.IsRegular() && st.Nlink <= 1 {
-		f.left.Add(st.Size)
+		f.mu.Lock()
+		if f.open[st.Ino] > 0 {
+			f.gone[st.Ino] = true
+		} else {
+			f.left.Add(st.Size)
+		}
+		f.mu.Unlock()
 	}
 	return errno
 }
@@ -59,6 +79,27 @@ func (f *callFS) Unlink(path string) experimentalsys.Errno {
 type callFile struct {
 	experimentalsys.File
 	left *atomic.Int64
+	fs   *callFS
+	ino  uint64
+}
+
+// Close gives a removed file's space back when it was the last one open.
+func (f *callFile) Close() experimentalsys.Errno {
+	st, statErr := f.File.Stat()
+	errno := f.File.Close()
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if f.fs.open[f.ino]--; f.fs.open[f.ino] > 0 {
+		return errno
+	}
+	delete(f.fs.open, f.ino)
+	if f.fs.gone[f.ino] {
+		delete(f.fs.gone, f.ino)
+		if statErr == 0 {
+			f.left.Add(st.Size)
+		}
+	}
+	return errno
 }
 
 // grow takes the bytes a write of n at off would add, or fails with EIO.

@@ -76,6 +76,8 @@ type Backend struct {
 	compiles singleflight.Group
 	closed   bool
 	running  sync.WaitGroup
+	closing  context.Context // done once Close begins: running guests end
+	close    context.CancelFunc
 
 	stats Stats
 	// inspectMemory, set by tests, sees each guest's memory as it ends.
@@ -139,6 +141,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		cfg: cfg, log: cfg.Logger, runtime: r, cache: cache,
 		byHash: map[string]wazero.CompiledModule{}, byFile: map[string]fileModule{},
 	}
+	b.closing, b.close = context.WithCancel(context.Background())
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
 		r.Close(ctx)
 		return nil, fmt.Errorf("instantiate WASI: %w", err)
@@ -334,6 +337,12 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 		ctx, cancel = context.WithTimeout(ctx, spec.RunTimeout)
 		defer cancel()
 	}
+	// Close ends the guests still running.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(b.closing, cancel)
+	defer stop()
+	mc = mc.WithNanosleep(sleepUntilDone(ctx))
 	guest := &guestCluster{log: b.log}
 	if spec.Cluster != nil {
 		guest.handler = spec.Cluster.Handler
@@ -348,6 +357,19 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 		mod.Close(context.Background())
 	}
 	return b.result(ctx, res, err, spec)
+}
+
+// sleepUntilDone is a guest's sleep (poll_oneoff with a clock), cut short
+// when ctx ends: wazero's own sleeps the whole time, out of reach of ctx.
+func sleepUntilDone(ctx context.Context) sys.Nanosleep {
+	return func(ns int64) {
+		t := time.NewTimer(time.Duration(ns))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // result reads how a guest ended.
@@ -377,7 +399,7 @@ func (b *Backend) moduleConfig(s *Settings, spec sandbox.Spec, dir string) (waze
 	mc := wazero.NewModuleConfig().
 		WithName(""). // anonymous: many instances of one module run at once
 		WithArgs(s.Args...).
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithSysWalltime().WithSysNanotime(). // sleep: Run's sleepUntilDone
 		WithRandSource(rand.Reader).
 		WithStdin(orEmpty(spec.Stdin)).
 		WithStdout(orDiscard(spec.Stdout)).
@@ -426,7 +448,8 @@ func (cfg Config) CallFor(id, plugin string, args, env []string, withCluster boo
 	return Call{ID: id, Plugin: plugin, Args: args, Env: env, Cluster: withCluster, Limits: cfg.Limits}
 }
 
-// Close waits for runs in flight and releases the runtime and every module.
+// Close ends the runs in flight, waits for them, and releases the runtime
+// and every module.
 func (b *Backend) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -435,6 +458,7 @@ func (b *Backend) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	b.close()
 	b.running.Wait()
 	ctx := context.Background()
 	err := b.runtime.Close(ctx)

@@ -11,12 +11,12 @@
 // It uses client-go's dynamic client rather than the typed clientset: the
 // clientset's package initialisation (the registration of every API group's
 // types) costs several times more inside the guest than the whole rest of
-// a call. Built for the host it compiles, and fails with ErrNotInSandbox.
+// a call. Built for the host it is an ordinary kubectl plugin that reads the
+// kubeconfig as kubectl does (wasmguest.RESTConfig does both).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -86,10 +86,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, config fu
 		return exitUsage
 	}
 	cfg, err := config()
-	if errors.Is(err, wasmguest.ErrNotInSandbox) {
-		fmt.Fprintf(stderr, "Error: %v\nkubectl pod-list is a WebAssembly plugin: build it with GOOS=wasip1 GOARCH=wasm as kubectl-pod_list.wasm and let kubernetes-mcp-server run it.\n", err)
-		return exitError
-	}
 	if err != nil {
 		fmt.Fprintln(stderr, "Error:", err)
 		return exitError

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -111,9 +112,12 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestOutsideSandbox(t *testing.T) {
+// Built for the host, the plugin reads the kubeconfig as kubectl does.
+func TestOutsideSandboxReadsTheKubeconfig(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "missing"))
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	code, _, errOut := runPlugin(t, wasmguest.RESTConfig)
-	if code != exitError || !strings.Contains(errOut, "not running in the wasm sandbox") || !strings.Contains(errOut, "GOOS=wasip1") {
+	if code != exitError || !strings.Contains(errOut, "invalid configuration") {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
