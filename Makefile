@@ -51,7 +51,9 @@ clean:
 	rm -rf bin
 
 # Speed figures; each benchmark prints what it compares. Micro-benchmarks
-# run at Go's default length; those that start processes, 15 rounds.
+# run at Go's default length; those that start processes, 15 rounds; wasm
+# calls (no process), 100.
 bench: test-deps
 	$(GO) test -run '^$$' -bench . ./policy/... ./sandbox/internal/netns
 	$(GO) test -run '^$$' -bench . -benchtime 15x ./cmd/... ./sandbox/container ./gateway
+	$(GO) test -run '^$$' -bench . -benchtime 100x ./sandbox/wasm

@@ -69,26 +69,16 @@ func TestClose(t *testing.T) {
 		t.Fatal("the guest did not get to its loop")
 	}
 	closed := make(chan error, 1)
-	start := time.Now()
 	go func() { closed <- b.Close() }()
 
+	// Close ends the guest itself: its call's context never ends.
 	select {
 	case err := <-closed:
-		t.Logf("Close ended the running guest itself, after %s", time.Since(start))
 		if err != nil {
 			t.Errorf("close: %v", err)
 		}
-	case <-time.After(time.Second):
-		t.Log("Close waits for the running guest; ending its call")
-		cancel()
-		select {
-		case err := <-closed:
-			if err != nil {
-				t.Errorf("close: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Close did not return once the running guest's call ended")
-		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the running guest")
 	}
 	select {
 	case r := <-running:
