@@ -7,7 +7,8 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
 "$top/hack/install-packages.sh" test-deps etcd=etcd-server containerd=containerd ctr=containerd runc=runc \
-	busybox=busybox-static kubectx=kubectx mmdebstrap=mmdebstrap nsenter=util-linux pgrep=procps pkill=procps
+	busybox=busybox-static kubectx=kubectx mmdebstrap=mmdebstrap nsenter=util-linux pgrep=procps pkill=procps \
+	/usr/bin/rustc=rustc /usr/lib/rustlib/wasm32-wasi/lib=libstd-rust-dev-wasm32 wasm-ld=lld
 # Debian's packages may start services; the tests run their own on private sockets.
 "$top/hack/build-kube-apiserver.sh" >/dev/null
 "$top/hack/build-plugins.sh" >/dev/null

@@ -317,3 +317,40 @@ func copyPlugin(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// importsEnvFoo is a WASI command that imports env.foo, which no host offers.
+var importsEnvFoo = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type 0: () -> ()
+	0x02, 0x0b, 0x01, 0x03, 'e', 'n', 'v', 0x03, 'f', 'o', 'o', 0x00, 0x00, // import env.foo
+	0x03, 0x02, 0x01, 0x00, // function 1 of type 0
+	0x07, 0x0a, 0x01, 0x06, '_', 's', 't', 'a', 'r', 't', 0x00, 0x01, // export _start
+	0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // its body: end
+}
+
+// A module that imports what the host does not offer is listed with a
+// warning naming the import, its help is not run, and a call of it fails
+// with that error.
+func TestWasmPluginWithAnUnknownImportSaysWhich(t *testing.T) {
+	rt, e := newRuntimeWith(t, "none", "")
+	if err := os.WriteFile(filepath.Join(e.dir, "kubectl-needs_foo.wasm"), importsEnvFoo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := rt.Plugin("needs_foo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info.HelpWarning, "cannot run") || !strings.Contains(info.HelpWarning, "env.foo") {
+		t.Errorf("warning: %q", info.HelpWarning)
+	}
+	res, err := rt.Execute(context.Background(), Call{Plugin: "needs_foo"})
+	if err == nil && (res.Status == StatusOK || !strings.Contains(res.Message+res.Error, "env.foo")) {
+		t.Errorf("call: %+v", res)
+	}
+	if err != nil && !strings.Contains(err.Error(), "env.foo") {
+		t.Errorf("call: %v", err)
+	}
+}

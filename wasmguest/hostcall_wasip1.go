@@ -35,3 +35,8 @@ func roundTrip(req []byte) ([]byte, error) {
 func inSandbox() bool { return true }
 
 func hostConfig() (*rest.Config, error) { return nil, ErrNotInSandbox }
+
+// statusError is a round_trip status other than OK.
+type statusError abi.Status
+
+func (e statusError) Error() string { return abi.Status(e).String() }

@@ -86,8 +86,3 @@ func Wrap(cfg *rest.Config) *rest.Config {
 	out.Transport = Transport{}
 	return out
 }
-
-// statusError is a round_trip status other than OK.
-type statusError abi.Status
-
-func (e statusError) Error() string { return abi.Status(e).String() }
