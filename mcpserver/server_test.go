@@ -673,7 +673,7 @@ func TestNoSandbox(t *testing.T) {
 	}
 	c := connect(t, f.srv, mcp.LATEST_LEGACY_PROTOCOL_VERSION)
 	tools := toolsByName(t, c)
-	if d := tools["plugins_execute"].Description; !strings.Contains(d, "cannot run until the operator configures one") {
+	if d := tools["plugins_execute"].Description; !strings.Contains(d, "cannot run until the operator configures a container sandbox") {
 		t.Errorf("plugins_execute description: %s", d)
 	}
 	if d := tools["plugin_echo"].Description; !strings.Contains(d, "flags are unknown (help was not run: no sandbox backend is available") {

@@ -28,6 +28,7 @@ func coalesceData(module []byte) []byte {
 }
 
 const (
+	sectionMemory    = 5
 	sectionData      = 11
 	sectionDataCount = 12
 	maxGap           = 4096
@@ -161,4 +162,74 @@ func appendSleb32(b []byte, v int32) []byte {
 		}
 		b = append(b, c|0x80)
 	}
+}
+
+// splitData takes a module's data out into the image of its memory at
+// instantiation: the module without data, and the bytes its data segments
+// would have put in a zeroed memory. The backend maps that image
+// copy-on-write under each instance (memory.go), so no instantiation copies
+// data at all. ok is false when the module is not one whose data can be
+// moved so (see coalesceData), or its data does not fit its initial memory.
+func splitData(module []byte) (stripped, image []byte, ok bool) {
+	var dataStart, dataEnd int
+	var body []byte
+	var minPages uint64
+	memories := 0
+	if len(module) < 8 || string(module[:4]) != "\x00asm" {
+		return nil, nil, false
+	}
+	for p := 8; p < len(module); {
+		id := module[p]
+		size, n := binary.Uvarint(module[p+1:])
+		if n <= 0 || uint64(len(module)-p-1-n) < size {
+			return nil, nil, false
+		}
+		end := p + 1 + n + int(size)
+		sec := module[p+1+n : end]
+		switch id {
+		case sectionDataCount:
+			return nil, nil, false
+		case sectionMemory:
+			count, k := binary.Uvarint(sec)
+			if k <= 0 || count != 1 || len(sec) < k+2 {
+				return nil, nil, false
+			}
+			memories++
+			limits := sec[k]
+			if limits != 0 && limits != 1 { // shared or 64-bit memories: no
+				return nil, nil, false
+			}
+			if minPages, k = binary.Uvarint(sec[k+1:]); k <= 0 {
+				return nil, nil, false
+			}
+		case sectionData:
+			dataStart, dataEnd, body = p, end, sec
+		}
+		p = end
+	}
+	if body == nil || memories != 1 {
+		return nil, nil, false
+	}
+	segs, err := parseSegments(body)
+	if err != nil {
+		return nil, nil, false
+	}
+	var size uint64
+	for i, s := range segs {
+		end := uint64(s.offset) + uint64(len(s.init))
+		if i > 0 && uint64(s.offset) < uint64(segs[i-1].offset)+uint64(len(segs[i-1].init)) {
+			return nil, nil, false // overlapping
+		}
+		size = max(size, end)
+	}
+	if size > minPages*65536 {
+		return nil, nil, false
+	}
+	image = make([]byte, size)
+	for _, s := range segs {
+		copy(image[s.offset:], s.init)
+	}
+	stripped = make([]byte, 0, len(module)-(dataEnd-dataStart))
+	stripped = append(stripped, module[:dataStart]...)
+	return append(stripped, module[dataEnd:]...), image, true
 }

@@ -9,7 +9,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 )
 
@@ -23,9 +26,49 @@ func TestCoalescedDataGivesTheSameMemory(t *testing.T) {
 	if after*100 > before || after == 0 {
 		t.Fatalf("%d data segments became %d", before, after)
 	}
-	if !bytes.Equal(initialMemory(t, module), initialMemory(t, merged)) {
+	want := initialMemory(t, module, nil)
+	if !bytes.Equal(want, initialMemory(t, merged, nil)) {
 		t.Fatal("the coalesced module's memory differs from the original's")
 	}
+	// Taken out into an image and mapped under the instance, the data
+	// makes the same memory too, and the module has none left.
+	stripped, data, ok := splitData(merged)
+	if !ok || countSegments(t, stripped) != 0 {
+		t.Fatalf("splitData: ok=%v, %d segments left", ok, countSegments(t, stripped))
+	}
+	img, err := newMemoryImage(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	ctx := experimental.WithMemoryAllocator(context.Background(), mappedAllocator(1<<30, img, nil))
+	for range 2 { // the second instance starts from the image, not from the first's writes
+		if got := initialMemory(t, stripped, ctx); !bytes.Equal(want, got) {
+			t.Fatal("the memory mapped from the image differs from the original's")
+		}
+	}
+}
+
+// A guest's writes to memory mapped from its module's image reach neither
+// the image nor the next instance.
+func TestMemoryImageIsCopyOnWrite(t *testing.T) {
+	img, err := newMemoryImage([]byte("pristine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	alloc := mappedAllocator(1<<20, img, nil)
+	first := alloc.Allocate(0, 1<<20)
+	buf := first.Reallocate(65536)
+	copy(buf, "written!")
+	second := alloc.Allocate(0, 1<<20).Reallocate(65536)
+	if string(second[:8]) != "pristine" || string(buf[:8]) != "written!" {
+		t.Errorf("first %q, second %q", buf[:8], second[:8])
+	}
+	if n, err := unix.Pwrite(img.fd, []byte("x"), 0); err == nil {
+		t.Errorf("the sealed image took a write of %d bytes", n)
+	}
+	first.Free()
 }
 
 // Modules whose segments cannot be merged safely are left as they are.
@@ -75,10 +118,13 @@ func countSegments(t *testing.T, module []byte) int {
 	return 0
 }
 
-// initialMemory is the memory of module once instantiated, before _start.
-func initialMemory(t *testing.T, module []byte) []byte {
+// initialMemory is the memory of module once instantiated, before _start,
+// with ctx's memory allocator if it has one.
+func initialMemory(t *testing.T, module []byte, ctx context.Context) []byte {
 	t.Helper()
-	ctx := context.Background()
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer r.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, r)

@@ -71,7 +71,7 @@ type Backend struct {
 	offered map[string]map[string]bool // module -> functions a guest may import
 
 	mu       sync.Mutex
-	byHash   map[string]wazero.CompiledModule // sha256 hex -> module
+	byHash   map[string]*module // sha256 hex -> module
 	byFile   map[string]fileModule            // path -> what was compiled from it
 	compiles singleflight.Group
 	closed   bool
@@ -139,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	r := wazero.NewRuntimeWithConfig(ctx, rc)
 	b := &Backend{
 		cfg: cfg, log: cfg.Logger, runtime: r, cache: cache,
-		byHash: map[string]wazero.CompiledModule{}, byFile: map[string]fileModule{},
+		byHash: map[string]*module{}, byFile: map[string]fileModule{},
 	}
 	b.closing, b.close = context.WithCancel(context.Background())
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
@@ -178,8 +178,20 @@ func (b *Backend) Prepare(ctx context.Context, plugin string) error {
 	return err
 }
 
+// module is one compiled plugin: its code, and the image of its memory at
+// instantiation when its data was taken out of the code (splitData).
+type module struct {
+	compiled wazero.CompiledModule
+	image    *memoryImage
+}
+
+func (m *module) close(ctx context.Context) {
+	m.compiled.Close(ctx)
+	m.image.Close()
+}
+
 // module returns the compiled module of plugin's current content.
-func (b *Backend) module(ctx context.Context, plugin string) (wazero.CompiledModule, error) {
+func (b *Backend) module(ctx context.Context, plugin string) (*module, error) {
 	f, err := os.Open(plugin)
 	if err != nil {
 		return nil, fmt.Errorf("open plugin: %w", err)
@@ -231,7 +243,7 @@ func (b *Backend) module(ctx context.Context, plugin string) (wazero.CompiledMod
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		if b.closed {
-			m.Close(context.Background())
+			m.close(context.Background())
 			return nil, errors.New("the wasm sandbox is closed")
 		}
 		b.byHash[hash] = m
@@ -245,27 +257,40 @@ func (b *Backend) module(ctx context.Context, plugin string) (wazero.CompiledMod
 		b.byFile[plugin] = fileModule{identity: id, sha256: hash}
 		b.mu.Unlock()
 	}
-	return v.(wazero.CompiledModule), nil
+	return v.(*module), nil
 }
 
 // compile compiles code and checks it is a WASI command that imports only
-// what this host offers.
-func (b *Backend) compile(ctx context.Context, name string, code []byte) (wazero.CompiledModule, error) {
+// what this host offers. Its data segments are merged, and taken out into
+// a memory image where that keeps the module's meaning (datasegments.go).
+func (b *Backend) compile(ctx context.Context, name string, code []byte) (*module, error) {
 	b.stats.Compiles.Add(1)
 	start := time.Now()
-	m, err := b.runtime.CompileModule(ctx, coalesceData(code))
+	m := &module{}
+	code = coalesceData(code)
+	if stripped, data, ok := splitData(code); ok {
+		img, err := newMemoryImage(data)
+		if err == nil {
+			code, m.image = stripped, img
+		} else {
+			b.log.Debug("module data stays in the module", "plugin", name, "error", err)
+		}
+	}
+	compiled, err := b.runtime.CompileModule(ctx, code)
 	if err != nil {
+		m.image.Close()
 		return nil, fmt.Errorf("compile %s: %w", name, err)
 	}
-	if err := b.checkImports(name, m); err != nil {
-		m.Close(ctx)
+	m.compiled = compiled
+	if err := b.checkImports(name, compiled); err != nil {
+		m.close(ctx)
 		return nil, err
 	}
-	if _, ok := m.ExportedFunctions()["_start"]; !ok {
-		m.Close(ctx)
+	if _, ok := compiled.ExportedFunctions()["_start"]; !ok {
+		m.close(ctx)
 		return nil, fmt.Errorf("%s is not a WASI command: it exports no _start function (build with GOOS=wasip1, or for wasm32-wasip1, as a program, not a library)", name)
 	}
-	b.log.Debug("compiled", "plugin", name, "bytes", len(code), "took", time.Since(start))
+	b.log.Debug("compiled", "plugin", name, "bytes", len(code), "memory_image", m.image.sizeOrZero(), "took", time.Since(start))
 	return m, nil
 }
 
@@ -303,7 +328,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	b.mu.Unlock()
 	defer b.running.Done()
 
-	compiled, err := b.module(ctx, spec.Plugin)
+	m, err := b.module(ctx, spec.Plugin)
 	if err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare wasm sandbox for %s: %w", filepath.Base(spec.Plugin), err)
 	}
@@ -348,10 +373,10 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 		guest.handler = spec.Cluster.Handler
 	}
 	runCtx := withGuestCluster(ctx, guest)
-	runCtx = experimental.WithMemoryAllocator(runCtx, mappedAllocator(uint64(settings.MemoryLimitMiB)<<20, b.inspectMemory))
+	runCtx = experimental.WithMemoryAllocator(runCtx, mappedAllocator(uint64(settings.MemoryLimitMiB)<<20, m.image, b.inspectMemory))
 
 	start := time.Now()
-	mod, err := b.runtime.InstantiateModule(runCtx, compiled, mc)
+	mod, err := b.runtime.InstantiateModule(runCtx, m.compiled, mc)
 	res := sandbox.Result{Duration: time.Since(start)}
 	if mod != nil {
 		mod.Close(context.Background())
@@ -461,6 +486,11 @@ func (b *Backend) Close() error {
 	b.close()
 	b.running.Wait()
 	ctx := context.Background()
+	b.mu.Lock()
+	for _, m := range b.byHash {
+		m.image.Close()
+	}
+	b.mu.Unlock()
 	err := b.runtime.Close(ctx)
 	if b.cache != nil {
 		err = errors.Join(err, b.cache.Close(ctx))
