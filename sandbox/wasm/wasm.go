@@ -71,8 +71,8 @@ type Backend struct {
 	offered map[string]map[string]bool // module -> functions a guest may import
 
 	mu       sync.Mutex
-	byHash   map[string]*module // sha256 hex -> module
-	byFile   map[string]fileModule            // path -> what was compiled from it
+	byHash   map[string]*module    // sha256 hex -> module
+	byFile   map[string]fileModule // path -> what was compiled from it
 	compiles singleflight.Group
 	closed   bool
 	running  sync.WaitGroup
