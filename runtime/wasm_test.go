@@ -207,34 +207,6 @@ func TestWasmProfileIsWhatTheGuestGets(t *testing.T) {
 	}
 }
 
-// scoredManifest has findings in most of kube-score's checks.
-const scoredManifest = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: nginx:latest
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  selector: {app: other}
-  ports:
-  - port: 80
-`
 
 // kube-score, a real third-party plugin built unchanged for wasip1, finds in
 // the wasm sandbox what its native build finds on the same manifest (its
@@ -247,12 +219,12 @@ func TestKubeScoreAsWasmFindsWhatItsNativeBuildFinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"score", "--output-format", "ci", "-"}
-	res, err := rt.Execute(context.Background(), Call{Plugin: "score", Args: args, Stdin: scoredManifest})
+	res, err := rt.Execute(context.Background(), Call{Plugin: "score", Args: args, Stdin: testenv.ScoredManifest})
 	if err != nil {
 		t.Fatal(err)
 	}
 	native := exec.Command(filepath.Join(testenv.RealPlugins(t), "kubectl-score"), args...)
-	native.Stdin = strings.NewReader(scoredManifest)
+	native.Stdin = strings.NewReader(testenv.ScoredManifest)
 	out, err := native.Output()
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {

@@ -265,7 +265,7 @@ func testStdio(t *testing.T, backend string) {
 		}
 	}
 	// The manifest travels on stdin: a sandboxed plugin reads no file of ours.
-	_, r = call(t, s, ctx, "plugin_score", map[string]any{"args": []string{"score", "-"}, "stdin": deployment})
+	_, r = call(t, s, ctx, "plugin_score", map[string]any{"args": []string{"score", "-"}, "stdin": testenv.ScoredManifest})
 	if !strings.Contains(r.Output, "apps/v1/Deployment web") {
 		t.Errorf("kube-score: exit %d\n%s\n%s", r.ExitCode, r.Output, r.Error)
 	}
@@ -537,20 +537,3 @@ func maxOverlap(t *testing.T, log string) int {
 	}
 	return most
 }
-
-const deployment = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: nginx:latest
-`

@@ -12,10 +12,43 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 )
 
+// scriptFolder runs a hack/ script that builds into a cache and prints the
+// folder it built, once per test binary.
+type scriptFolder struct {
+	script string
+	once   sync.Once
+	dir    string
+	err    error
+}
+
+func (s *scriptFolder) get(t testing.TB, what string) string {
+	t.Helper()
+	s.once.Do(func() {
+		root, err := images.RepoRoot()
+		if err != nil {
+			s.err = err
+			return
+		}
+		cmd := exec.Command(filepath.Join(root, "hack", s.script))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			s.err = fmt.Errorf("hack/%s: %v\n%s", s.script, err, stderr.String())
+			return
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		s.dir = lines[len(lines)-1]
+	})
+	if s.err != nil {
+		t.Fatalf("%s: %v", what, s.err)
+	}
+	return s.dir
+}
+
 var (
-	pluginsOnce sync.Once
-	pluginsDir  string
-	pluginsErr  error
+	realPlugins = &scriptFolder{script: "build-plugins.sh"}
+	wasmPlugins = &scriptFolder{script: "build-wasm-plugins.sh"}
 )
 
 // RealPlugins returns the folder of real kubectl plugins (krew, stern,
@@ -24,27 +57,17 @@ var (
 // test fails: it never skips.
 func RealPlugins(t testing.TB) string {
 	t.Helper()
-	pluginsOnce.Do(func() {
-		root, err := images.RepoRoot()
-		if err != nil {
-			pluginsErr = err
-			return
-		}
-		cmd := exec.Command(filepath.Join(root, "hack", "build-plugins.sh"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			pluginsErr = fmt.Errorf("hack/build-plugins.sh: %v\n%s", err, stderr.String())
-			return
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		pluginsDir = lines[len(lines)-1]
-	})
-	if pluginsErr != nil {
-		t.Fatalf("real plugins: %v", pluginsErr)
-	}
-	return pluginsDir
+	return realPlugins.get(t, "real plugins")
+}
+
+// WasmPlugins returns the folder of WebAssembly kubectl plugins
+// (kubectl-<name>.wasm, GOOS=wasip1 GOARCH=wasm): this repository's examples
+// (pod-list, manifest-lint) and real ones (kube-score), built by
+// hack/build-wasm-plugins.sh the first time on this machine and whenever an
+// example's sources change. Without them the test fails: it never skips.
+func WasmPlugins(t testing.TB) string {
+	t.Helper()
+	return wasmPlugins.get(t, "wasm plugins")
 }
 
 // SandboxTOML is a [sandbox] table for backend: for "container", on the

@@ -91,7 +91,7 @@ func BenchmarkNetHTTPModule(b *testing.B) {
 // BenchmarkKubeScore is kube-score v1.20.0 built for wasip1 scoring a
 // manifest from stdin, beside a direct exec of its native build.
 func BenchmarkKubeScore(b *testing.B) {
-	benchRuns(b, filepath.Join(testenv.WasmPlugins(b), "kubectl-score.wasm"), []string{"score", "-"}, []byte(benchManifest),
+	benchRuns(b, filepath.Join(testenv.WasmPlugins(b), "kubectl-score.wasm"), []string{"score", "-"}, []byte(testenv.ScoredManifest),
 		filepath.Join(testenv.RealPlugins(b), "kubectl-score"))
 }
 
@@ -116,20 +116,3 @@ func BenchmarkPodListExample(b *testing.B) {
 	benchRunsWith(b, filepath.Join(testenv.WasmPlugins(b), "kubectl-pod_list.wasm"), []string{"-n", alpha.Namespace}, nil, native,
 		&sandbox.ClusterAccess{Serve: gw.Serve, Handler: gw.Handler(), Kubeconfig: gw.Kubeconfig}, []string{"KUBECONFIG=" + alpha.Kubeconfig})
 }
-
-const benchManifest = `apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: nginx:latest
-`
