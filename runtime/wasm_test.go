@@ -207,7 +207,6 @@ func TestWasmProfileIsWhatTheGuestGets(t *testing.T) {
 	}
 }
 
-
 // kube-score, a real third-party plugin built unchanged for wasip1, finds in
 // the wasm sandbox what its native build finds on the same manifest (its
 // output order varies from run to run, natively too, so findings are
