@@ -112,6 +112,9 @@ type Stats struct {
 	Compiles atomic.Int64
 	// Hits is how many runs found their module compiled in memory.
 	Hits atomic.Int64
+	// Held is how many compiled modules are kept: one per content some
+	// plugin file holds, or a run still uses.
+	Held atomic.Int64
 }
 
 // New starts the server's one wazero runtime, with WASI and the host module
@@ -174,7 +177,10 @@ func (b *Backend) Stats() *Stats { return &b.stats }
 // it cannot run when it cannot (not WebAssembly, an import the host does not
 // offer, no _start).
 func (b *Backend) Prepare(ctx context.Context, plugin string) error {
-	_, err := b.module(ctx, plugin)
+	m, err := b.module(ctx, plugin)
+	if err == nil {
+		b.release(m)
+	}
 	return err
 }
 
@@ -183,6 +189,12 @@ func (b *Backend) Prepare(ctx context.Context, plugin string) error {
 type module struct {
 	compiled wazero.CompiledModule
 	image    *memoryImage
+	hash     string
+
+	// Guarded by Backend.mu: runs using it, and whether no plugin file
+	// holds its content any more, so it goes once the last run ends.
+	refs  int
+	stale bool
 }
 
 func (m *module) close(ctx context.Context) {
@@ -209,6 +221,7 @@ func (b *Backend) module(ctx context.Context, plugin string) (*module, error) {
 	}
 	if known, found := b.byFile[plugin]; ok && found && known.identity == id {
 		if m := b.byHash[known.sha256]; m != nil {
+			m.refs++
 			b.mu.Unlock()
 			b.stats.Hits.Add(1)
 			return m, nil
@@ -240,6 +253,7 @@ func (b *Backend) module(ctx context.Context, plugin string) (*module, error) {
 		if err != nil {
 			return nil, err
 		}
+		m.hash = hash
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		if b.closed {
@@ -247,17 +261,60 @@ func (b *Backend) module(ctx context.Context, plugin string) (*module, error) {
 			return nil, errors.New("the wasm sandbox is closed")
 		}
 		b.byHash[hash] = m
+		b.stats.Held.Add(1)
 		return m, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if ok {
-		b.mu.Lock()
-		b.byFile[plugin] = fileModule{identity: id, sha256: hash}
-		b.mu.Unlock()
+	m := v.(*module)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.byHash[hash] != m {
+		return nil, fmt.Errorf("plugin %s changed while it was prepared; try again", plugin)
 	}
-	return v.(*module), nil
+	m.refs++
+	m.stale = false
+	if ok {
+		b.fileChanged(plugin, fileModule{identity: id, sha256: hash})
+	}
+	return m, nil
+}
+
+// fileChanged records what plugin holds now, and lets go of the module it
+// held before when no other file holds that content. b.mu is held.
+func (b *Backend) fileChanged(plugin string, now fileModule) {
+	before := b.byFile[plugin]
+	b.byFile[plugin] = now
+	if before.sha256 == "" || before.sha256 == now.sha256 {
+		return
+	}
+	for _, f := range b.byFile {
+		if f.sha256 == before.sha256 {
+			return
+		}
+	}
+	if old := b.byHash[before.sha256]; old != nil {
+		old.stale = true
+		b.dropIfUnused(old)
+	}
+}
+
+// release ends a run's use of m.
+func (b *Backend) release(m *module) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m.refs--
+	b.dropIfUnused(m)
+}
+
+// dropIfUnused closes a stale module no run uses. b.mu is held.
+func (b *Backend) dropIfUnused(m *module) {
+	if m.stale && m.refs == 0 && b.byHash[m.hash] == m && !b.closed {
+		delete(b.byHash, m.hash)
+		b.stats.Held.Add(-1)
+		m.close(context.Background())
+	}
 }
 
 // compile compiles code and checks it is a WASI command that imports only
@@ -332,6 +389,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	if err != nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare wasm sandbox for %s: %w", filepath.Base(spec.Plugin), err)
 	}
+	defer b.release(m)
 	if spec.Cluster != nil && spec.Cluster.Handler == nil {
 		return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare wasm sandbox for %s: the cluster access has no in-process gateway", filepath.Base(spec.Plugin))
 	}
