@@ -108,3 +108,30 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 }
 
 func keys(m map[string]*mcp.Tool) []string { return slices.Sorted(maps.Keys(m)) }
+
+// profile show prints a .wasm plugin's guest settings: memory limit,
+// timeout, argv, environment, folders, host functions and request rules.
+func TestProfileShowWasm(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, testenv.WasmGuest(t, "sandbox/wasm/testdata/hostile", "hostile"), filepath.Join(dir, "kubectl-hostile.wasm"), 0o644)
+	env := []string{"PATH=" + dir, "KREW_ROOT=" + t.TempDir(), "XDG_CACHE_HOME=" + t.TempDir()}
+	cache, _ := os.UserCacheDir() // compiled modules shared with other tests
+	file := writeFile(t, fmt.Sprintf("[plugins]\nplugin_paths = []\nallow_any_plugin = true\nexecution_timeout = \"7s\"\n"+
+		"[sandbox]\nwasm_memory_mib = 96\nwasm_cache_dir = %q\n", filepath.Join(cache, "kubernetes-mcp-server", "wasm")))
+	out, stderr, code := run(t, env, "profile", "show", "hostile", "--explain", "--config", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"# sandbox profile of plugin hostile", "host functions: wasi_snapshot_preview1 and kubernetes_mcp_server_http_v1.round_trip",
+		"at most 96 MiB of linear memory", "# API requests", `"memory_limit_mib": 96`, `"timeout": "7s"`,
+		`"kubectl-hostile"`, `"HOME=/tmp"`, `"guest": "/tmp"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("profile show lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `"ociVersion"`) {
+		t.Errorf("a wasm plugin's profile prints an OCI spec:\n%s", out)
+	}
+}
