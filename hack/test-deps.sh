@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian 12 machine (root): the
-# Debian packages below when missing, and the kube-apiserver, plugin, image
-# and staticcheck builds (cached outside the repository, so only the first
+# Debian packages below when missing, and the kube-apiserver, plugin (native
+# and WebAssembly), image and staticcheck builds (cached outside the repository, so only the first
 # run pays for them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +12,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # Debian's packages may start services; the tests run their own on private sockets.
 "$top/hack/build-kube-apiserver.sh" >/dev/null
 "$top/hack/build-plugins.sh" >/dev/null
+"$top/hack/build-wasm-plugins.sh" >/dev/null
 "$top/hack/build-image.sh" >/dev/null
 "$top/hack/build-staticcheck.sh" >/dev/null
 # The MCP Inspector's CLI (0.15.0 runs on Node 20), for the end-to-end tests.
