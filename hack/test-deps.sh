@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian 12 machine (root): the
 # Debian packages below when missing, and the kube-apiserver, plugin (native
-# and WebAssembly), image and staticcheck builds (cached outside the repository, so only the first
-# run pays for them).
+# and WebAssembly), image and staticcheck builds (cached outside the
+# repository, so only the first run pays for them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
