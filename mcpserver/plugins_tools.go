@@ -329,8 +329,16 @@ func (s *Server) handleList(_ context.Context, req mcp.CallToolRequest) (*mcp.Ca
 	if filter != "" {
 		summary = fmt.Sprintf("%d plugins match %q (%d allowed to run); sandbox: %s.", res.Count, filter, allowed, res.Sandbox)
 	}
-	if sb := s.rt.Sandbox(); sb.Available && !sb.Isolated {
+	switch sb := s.rt.Sandbox(); {
+	case sb.Available && !sb.Isolated:
 		summary += " Plugins run without a sandbox, with this server's own rights."
+		if sb.Wasm {
+			summary += " WebAssembly plugins (kind wasm) still run in the wasm sandbox."
+		}
+	case sb.Wasm && !sb.Available:
+		summary += " Only WebAssembly plugins (kind wasm) can run here, in the wasm sandbox."
+	case sb.Wasm:
+		summary += " WebAssembly plugins (kind wasm) run in the wasm sandbox."
 	}
 	return jsonResult(summary, res), nil
 }

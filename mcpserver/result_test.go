@@ -256,7 +256,7 @@ func TestSandboxTexts(t *testing.T) {
 		unsandboxed                bool
 	}{
 		{"none", `WITHOUT a sandbox here (backend "none")`, "sandbox: none. Plugins run without a sandbox", true},
-		{"auto", "Only WebAssembly plugins run here", "sandbox: unavailable.", false},
+		{"auto", "Only WebAssembly plugins run here", "sandbox: unavailable. Only WebAssembly plugins (kind wasm) can run here", false},
 	} {
 		f := newFixtureWith(t, tt.backend)
 		if d := f.srv.sandboxText(); !strings.Contains(d, tt.description) {
