@@ -179,6 +179,7 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 		order = append(order, p.Name)
 	}
 	sort.Strings(order)
+	gone := goneFiles(m.plugins, next)
 	events := diff(m.plugins, next)
 	m.plugins, m.order, m.warnings, m.refreshed = next, order, warnings, time.Now()
 	changedCache := len(learnt) > 0 || len(helped) > 0
@@ -196,6 +197,11 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	}
 	m.mu.Unlock()
 
+	for _, p := range gone {
+		if b, ok := m.backendFor(p).(sandbox.Preparer); ok {
+			b.Forget(p.ResolvedPath)
+		}
+	}
 	if cacheCopy != nil {
 		if err := saveCache(m.opts.CacheFile, cacheCopy); err != nil {
 			m.log.Warn("plugin cache not saved", "error", err)
@@ -361,6 +367,17 @@ func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugi
 		return help, fmt.Sprintf("help (%s) could not be parsed into parameters; pass raw arguments", res.Describe()), true
 	}
 	return help, "", true
+}
+
+// goneFiles are the plugins of prev whose file next no longer lists.
+func goneFiles(prev, next map[string]*Plugin) []*Plugin {
+	var gone []*Plugin
+	for name, p := range prev {
+		if q, ok := next[name]; !ok || q.ResolvedPath != p.ResolvedPath {
+			gone = append(gone, p)
+		}
+	}
+	return gone
 }
 
 func diff(prev, next map[string]*Plugin) []Event {

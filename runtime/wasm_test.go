@@ -145,7 +145,8 @@ func TestWasmPluginWithoutAClusterReachesNothing(t *testing.T) {
 }
 
 // A module is compiled once, at discovery, not at its first call; its calls
-// find it compiled. Asserted through the backend's counters, not timing.
+// find it compiled; it goes when its file goes. Asserted through the
+// backend's counters, not timing.
 func TestWasmModuleIsCompiledAtDiscoveryOnly(t *testing.T) {
 	rt, e := newRuntimeWith(t, "none", "")
 	withWasmPlugin(t, rt, e)
@@ -168,6 +169,19 @@ func TestWasmModuleIsCompiledAtDiscoveryOnly(t *testing.T) {
 	}
 	if n := stats.Compiles.Load(); n != 1 {
 		t.Errorf("%d compilations after a second discovery, want 1", n)
+	}
+	// A plugin that is gone takes its compiled module with it.
+	if held := stats.Held.Load(); held != 1 {
+		t.Errorf("%d modules held for one plugin", held)
+	}
+	if err := os.Remove(filepath.Join(e.dir, "kubectl-hostile.wasm")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if held := stats.Held.Load(); held != 0 {
+		t.Errorf("%d modules held after the plugin's file went away, want 0", held)
 	}
 }
 

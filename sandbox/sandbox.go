@@ -26,8 +26,11 @@ type Backend interface {
 // Preparer is a Backend with work to do once per plugin file, ahead of its
 // first run: the wasm backend compiles modules. Discovery calls Prepare for
 // every plugin policy lets run; an error says why the plugin cannot run.
+// It calls Forget for a plugin file it no longer lists, so what Prepare
+// keeps goes with it.
 type Preparer interface {
 	Prepare(ctx context.Context, plugin string) error
+	Forget(plugin string)
 }
 
 // Backends are the sandbox backends of one server, by the kind of plugin

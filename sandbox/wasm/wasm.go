@@ -286,15 +286,34 @@ func (b *Backend) module(ctx context.Context, plugin string) (*module, error) {
 func (b *Backend) fileChanged(plugin string, now fileModule) {
 	before := b.byFile[plugin]
 	b.byFile[plugin] = now
-	if before.sha256 == "" || before.sha256 == now.sha256 {
+	if before.sha256 != now.sha256 {
+		b.letGo(before.sha256)
+	}
+}
+
+// Forget implements sandbox.Preparer: discovery no longer lists plugin, so
+// its module goes once no other file holds its content and no run uses it.
+func (b *Backend) Forget(plugin string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if before, ok := b.byFile[plugin]; ok {
+		delete(b.byFile, plugin)
+		b.letGo(before.sha256)
+	}
+}
+
+// letGo marks the module of a content stale when no file holds it any
+// more, and drops it if no run uses it. b.mu is held.
+func (b *Backend) letGo(hash string) {
+	if hash == "" {
 		return
 	}
 	for _, f := range b.byFile {
-		if f.sha256 == before.sha256 {
+		if f.sha256 == hash {
 			return
 		}
 	}
-	if old := b.byHash[before.sha256]; old != nil {
+	if old := b.byHash[hash]; old != nil {
 		old.stale = true
 		b.dropIfUnused(old)
 	}
