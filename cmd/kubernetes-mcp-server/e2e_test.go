@@ -102,15 +102,24 @@ func connectStdio(t *testing.T, e *e2eEnv) *session {
 	t.Helper()
 	cmd := exec.Command(binary, "--config", e.config, "--log-level", "debug")
 	cmd.Env = e.env
-	stderr, _ := os.Create(filepath.Join(t.TempDir(), "server.log"))
-	cmd.Stderr = stderr
+	cmd.Stderr = serverLog(t)
+	return connect(t, &mcp.CommandTransport{Command: cmd})
+}
+
+// serverLog is a file for a server's log, printed if the test fails.
+func serverLog(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			data, _ := os.ReadFile(stderr.Name())
+			data, _ := os.ReadFile(f.Name())
 			t.Logf("server log:\n%s", data)
 		}
 	})
-	return connect(t, &mcp.CommandTransport{Command: cmd})
+	return f
 }
 
 func connect(t *testing.T, transport mcp.Transport) *session {

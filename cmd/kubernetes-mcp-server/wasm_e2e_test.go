@@ -64,14 +64,8 @@ containerd_address = %q
 	cmd := exec.Command(server, "--config", config, "--log-level", "debug")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_CACHE_HOME=" + filepath.Join(home, ".cache")}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	logFile, _ := os.Create(filepath.Join(t.TempDir(), "server.log"))
+	logFile := serverLog(t)
 	cmd.Stderr = logFile
-	t.Cleanup(func() {
-		if t.Failed() {
-			data, _ := os.ReadFile(logFile.Name())
-			t.Logf("server log:\n%s", data)
-		}
-	})
 	s := connect(t, &mcp.CommandTransport{Command: cmd})
 	ctx := context.Background()
 
