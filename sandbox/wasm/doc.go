@@ -10,7 +10,8 @@
 //   - A guest has no sockets: WASI preview 1 offers none and neither does
 //     this host. Its one way to a cluster is the host function of package
 //     abi, served by the call's own API gateway in process.
-//   - Linear memory is an anonymous mapping per call, so every call starts
-//     from zeroed memory, and a guest's memory never burdens the server's
-//     garbage collector.
+//   - Linear memory is an anonymous mapping per call, with the module's data
+//     mapped copy-on-write from a sealed image: every call starts from the
+//     module's own initial memory, and a guest's memory never burdens the
+//     server's garbage collector.
 package wasm

@@ -115,7 +115,7 @@ func Profile(c Call) []Option {
 		{"the host's wall and monotonic clocks, sleep, and random bytes from crypto/rand", func(s *Settings) {
 			s.Clock, s.Random = "host wall and monotonic clocks; sleep", "crypto/rand"
 		}},
-		{fmt.Sprintf("at most %d MiB of linear memory, zeroed at the start of each call", c.Limits.MemoryMiB), func(s *Settings) { s.MemoryLimitMiB = c.Limits.MemoryMiB }},
+		{fmt.Sprintf("at most %d MiB of linear memory, fresh each call: the module's data, the rest zeros", c.Limits.MemoryMiB), func(s *Settings) { s.MemoryLimitMiB = c.Limits.MemoryMiB }},
 		{"one thread: a guest uses at most one CPU core", func(*Settings) {}},
 		{"ended mid-instruction when " + timeout + " timeout passes or the call is cancelled", func(s *Settings) { s.Timeout = timeout }},
 	}

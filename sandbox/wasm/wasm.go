@@ -393,7 +393,8 @@ func (b *Backend) checkImports(name string, m wazero.CompiledModule) error {
 }
 
 // Run implements sandbox.Backend: one fresh instance of the plugin's
-// module, from zeroed memory, with the call's profile and nothing more.
+// module, from the module's initial memory, with the call's profile and
+// nothing more.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
 	b.mu.Lock()
 	if b.closed {
