@@ -71,14 +71,23 @@ func rewriteData(module []byte) ([]byte, error) {
 	if err != nil || len(segs) < 2 {
 		return nil, errCannotCoalesce
 	}
+	// The zeros filled in are bounded by the data itself, so a module of
+	// many tiny segments far apart cannot make the server allocate more
+	// than twice what the module holds.
+	var data uint64
+	for _, s := range segs {
+		data += uint64(len(s.init))
+	}
+	fillBudget := data + maxGap
 	merged := []segment{{offset: segs[0].offset, init: append([]byte(nil), segs[0].init...)}}
 	for _, s := range segs[1:] {
 		last := &merged[len(merged)-1]
 		end := uint64(last.offset) + uint64(len(last.init))
-		switch {
+		switch gap := uint64(s.offset) - end; {
 		case uint64(s.offset) < end:
 			return nil, errCannotCoalesce // overlapping
-		case uint64(s.offset)-end <= maxGap:
+		case gap <= maxGap && gap <= fillBudget:
+			fillBudget -= gap
 			last.init = append(last.init, make([]byte, uint64(s.offset)-end)...)
 			last.init = append(last.init, s.init...)
 		default:
@@ -109,6 +118,11 @@ func parseSegments(body []byte) ([]segment, error) {
 		return nil, errCannotCoalesce
 	}
 	p := body[n:]
+	// Each segment takes at least 5 bytes: a count beyond that is a lie,
+	// and must not size an allocation.
+	if count > uint64(len(p))/5 {
+		return nil, errCannotCoalesce
+	}
 	segs := make([]segment, 0, count)
 	for range count {
 		if len(p) < 2 || p[0] != 0 || p[1] != opI32Const {
@@ -164,43 +178,44 @@ func appendSleb32(b []byte, v int32) []byte {
 	}
 }
 
-// splitData takes a module's data out into the image of its memory at
-// instantiation: the module without data, and the bytes its data segments
-// would have put in a zeroed memory. The backend maps that image
+// splitData takes a module's data out of it: the module without data, and
+// the segments that make its memory at instantiation (size bytes, zeros
+// but for them). The backend writes them into an image it maps
 // copy-on-write under each instance (memory.go), so no instantiation copies
 // data at all. ok is false when the module is not one whose data can be
-// moved so (see coalesceData), or its data does not fit its initial memory.
-func splitData(module []byte) (stripped, image []byte, ok bool) {
+// moved so (see coalesceData), or its initial memory is over limit bytes:
+// such a module fails to compile anyway, and its image is never made.
+func splitData(module []byte, limit uint64) (stripped []byte, segs []segment, size uint64, ok bool) {
 	var dataStart, dataEnd int
 	var body []byte
 	var minPages uint64
 	memories := 0
 	if len(module) < 8 || string(module[:4]) != "\x00asm" {
-		return nil, nil, false
+		return nil, nil, 0, false
 	}
 	for p := 8; p < len(module); {
 		id := module[p]
 		size, n := binary.Uvarint(module[p+1:])
 		if n <= 0 || uint64(len(module)-p-1-n) < size {
-			return nil, nil, false
+			return nil, nil, 0, false
 		}
 		end := p + 1 + n + int(size)
 		sec := module[p+1+n : end]
 		switch id {
 		case sectionDataCount:
-			return nil, nil, false
+			return nil, nil, 0, false
 		case sectionMemory:
 			count, k := binary.Uvarint(sec)
 			if k <= 0 || count != 1 || len(sec) < k+2 {
-				return nil, nil, false
+				return nil, nil, 0, false
 			}
 			memories++
 			limits := sec[k]
 			if limits != 0 && limits != 1 { // shared or 64-bit memories: no
-				return nil, nil, false
+				return nil, nil, 0, false
 			}
 			if minPages, k = binary.Uvarint(sec[k+1:]); k <= 0 {
-				return nil, nil, false
+				return nil, nil, 0, false
 			}
 		case sectionData:
 			dataStart, dataEnd, body = p, end, sec
@@ -208,28 +223,23 @@ func splitData(module []byte) (stripped, image []byte, ok bool) {
 		p = end
 	}
 	if body == nil || memories != 1 {
-		return nil, nil, false
+		return nil, nil, 0, false
 	}
 	segs, err := parseSegments(body)
-	if err != nil {
-		return nil, nil, false
+	if err != nil || minPages > limit/65536 {
+		return nil, nil, 0, false
 	}
-	var size uint64
 	for i, s := range segs {
 		end := uint64(s.offset) + uint64(len(s.init))
 		if i > 0 && uint64(s.offset) < uint64(segs[i-1].offset)+uint64(len(segs[i-1].init)) {
-			return nil, nil, false // overlapping
+			return nil, nil, 0, false // overlapping
 		}
 		size = max(size, end)
 	}
 	if size > minPages*65536 {
-		return nil, nil, false
-	}
-	image = make([]byte, size)
-	for _, s := range segs {
-		copy(image[s.offset:], s.init)
+		return nil, nil, 0, false
 	}
 	stripped = make([]byte, 0, len(module)-(dataEnd-dataStart))
 	stripped = append(stripped, module[:dataStart]...)
-	return append(stripped, module[dataEnd:]...), image, true
+	return append(stripped, module[dataEnd:]...), segs, size, true
 }

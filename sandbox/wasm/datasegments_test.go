@@ -32,11 +32,11 @@ func TestCoalescedDataGivesTheSameMemory(t *testing.T) {
 	}
 	// Taken out into an image and mapped under the instance, the data
 	// makes the same memory too, and the module has none left.
-	stripped, data, ok := splitData(merged)
+	stripped, segs, size, ok := splitData(merged, 1<<30)
 	if !ok || countSegments(t, stripped) != 0 {
 		t.Fatalf("splitData: ok=%v, %d segments left", ok, countSegments(t, stripped))
 	}
-	img, err := newMemoryImage(data)
+	img, err := newMemoryImage(size, segs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestCoalescedDataGivesTheSameMemory(t *testing.T) {
 // A guest's writes to memory mapped from its module's image reach neither
 // the image nor the next instance.
 func TestMemoryImageIsCopyOnWrite(t *testing.T) {
-	img, err := newMemoryImage([]byte("pristine"))
+	img, err := newMemoryImage(8, []segment{{offset: 0, init: []byte("pristine")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,4 +138,78 @@ func initialMemory(t *testing.T, module []byte, ctx context.Context) []byte {
 	}
 	mem, _ := mod.Memory().Read(0, mod.Memory().Size())
 	return bytes.Clone(mem)
+}
+
+// dataModule is a module with one memory of minPages and the given active
+// data segments, nothing else.
+func dataModule(minPages uint64, segs []segment) []byte {
+	m := []byte("\x00asm\x01\x00\x00\x00")
+	mem := binary.AppendUvarint([]byte{1, 0}, minPages)
+	m = append(m, sectionMemory)
+	m = binary.AppendUvarint(m, uint64(len(mem)))
+	m = append(m, mem...)
+	sec := binary.AppendUvarint(nil, uint64(len(segs)))
+	for _, s := range segs {
+		sec = append(sec, 0, opI32Const)
+		sec = appendSleb32(sec, int32(s.offset))
+		sec = append(sec, opEnd)
+		sec = binary.AppendUvarint(sec, uint64(len(s.init)))
+		sec = append(sec, s.init...)
+	}
+	m = append(m, sectionData)
+	m = binary.AppendUvarint(m, uint64(len(sec)))
+	return append(m, sec...)
+}
+
+// A hostile module cannot make the server allocate much more than it holds:
+// merging fills at most as many zeros as there is data, and a module whose
+// memory is over the limit gets no image at all.
+func TestHostileDataSegmentsStayBounded(t *testing.T) {
+	var segs []segment
+	for i := range 100_000 {
+		segs = append(segs, segment{offset: uint32(i) * (maxGap + 1), init: []byte{1}})
+	}
+	module := dataModule(65536, segs)
+	if merged := coalesceData(module); len(merged) > 3*len(module) {
+		t.Errorf("a %d-byte module of tiny segments became %d bytes", len(module), len(merged))
+	}
+	far := dataModule(65536, []segment{{offset: 1 << 31, init: []byte("x")}})
+	if _, _, _, ok := splitData(far, 512<<20); ok {
+		t.Error("a module whose memory is over the limit was split into an image")
+	}
+	_, got, size, ok := splitData(dataModule(16, []segment{{offset: 65536*16 - 1, init: []byte("x")}}), 512<<20)
+	if !ok || size != 65536*16 || len(got) != 1 {
+		t.Errorf("a segment at the end of memory: ok=%v size=%d", ok, size)
+	}
+	img, err := newMemoryImage(size, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(img.fd, &st); err != nil || st.Blocks*512 > 64<<10 {
+		t.Errorf("a 1 MiB image with one byte of data takes %d bytes (%v)", st.Blocks*512, err)
+	}
+}
+
+// Whatever bytes a plugin file holds, reading its data segments neither
+// panics nor grows past its bounds.
+func FuzzDataSegments(f *testing.F) {
+	f.Add(dataModule(1, []segment{{0, []byte("ab")}, {8, []byte("c")}}))
+	f.Add(dataModule(1, []segment{{8, []byte("c")}, {0, []byte("ab")}}))
+	f.Add(dataModule(1, []segment{{0, []byte("ab")}, {1, []byte("c")}}))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00\x0b\x05\x01"))
+	f.Fuzz(func(t *testing.T, module []byte) {
+		merged := coalesceData(module)
+		if len(merged) > 2*len(module)+2*maxGap+64 {
+			t.Fatalf("%d bytes became %d", len(module), len(merged))
+		}
+		if _, segs, size, ok := splitData(merged, 1<<20); ok {
+			for _, s := range segs {
+				if uint64(s.offset)+uint64(len(s.init)) > size || size > 1<<20 {
+					t.Fatalf("segment at %d (+%d) outside an image of %d", s.offset, len(s.init), size)
+				}
+			}
+		}
+	})
 }

@@ -18,31 +18,34 @@ type memoryImage struct {
 	size int // the image's length, rounded up to whole pages
 }
 
-func newMemoryImage(data []byte) (*memoryImage, error) {
+// newMemoryImage makes the image of size bytes, zeros but for segs. Only
+// the segments' pages take memory: the rest of a memfd is a hole.
+func newMemoryImage(size uint64, segs []segment) (*memoryImage, error) {
 	fd, err := unix.MemfdCreate("kmcp-wasm-memory", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd: %w", err)
 	}
-	page := unix.Getpagesize()
-	size := (len(data) + page - 1) / page * page
-	img := &memoryImage{fd: fd, size: size}
-	if err := img.fill(data); err != nil {
+	page := uint64(unix.Getpagesize())
+	img := &memoryImage{fd: fd, size: int((size + page - 1) / page * page)}
+	if err := img.fill(segs); err != nil {
 		img.Close()
 		return nil, err
 	}
 	return img, nil
 }
 
-func (img *memoryImage) fill(data []byte) error {
+func (img *memoryImage) fill(segs []segment) error {
 	if err := unix.Ftruncate(img.fd, int64(img.size)); err != nil {
 		return fmt.Errorf("memfd: %w", err)
 	}
-	for off := 0; off < len(data); {
-		n, err := unix.Pwrite(img.fd, data[off:], int64(off))
-		if err != nil {
-			return fmt.Errorf("memfd: %w", err)
+	for _, s := range segs {
+		for off := 0; off < len(s.init); {
+			n, err := unix.Pwrite(img.fd, s.init[off:], int64(s.offset)+int64(off))
+			if err != nil {
+				return fmt.Errorf("memfd: %w", err)
+			}
+			off += n
 		}
-		off += n
 	}
 	// Sealed: nothing, not even this process, can change it any more.
 	_, err := unix.FcntlInt(uintptr(img.fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE|unix.F_SEAL_SEAL)

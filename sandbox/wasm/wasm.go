@@ -344,8 +344,8 @@ func (b *Backend) compile(ctx context.Context, name string, code []byte) (*modul
 	start := time.Now()
 	m := &module{}
 	code = coalesceData(code)
-	if stripped, data, ok := splitData(code); ok {
-		img, err := newMemoryImage(data)
+	if stripped, segs, size, ok := splitData(code, uint64(b.cfg.Limits.MemoryMiB)<<20); ok {
+		img, err := newMemoryImage(size, segs)
 		if err == nil {
 			code, m.image = stripped, img
 		} else {
