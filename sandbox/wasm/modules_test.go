@@ -253,3 +253,22 @@ func TestHandMadeLoop(t *testing.T) {
 		t.Fatalf("want Stopped: %s", r)
 	}
 }
+
+// A module file over MaxModuleBytes is refused before it is read.
+func TestHugeModuleIsRefused(t *testing.T) {
+	t.Parallel()
+	plugin := filepath.Join(t.TempDir(), "kubectl-huge.wasm")
+	f, err := os.Create(plugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("\x00asm\x01\x00\x00\x00"))
+	if err := f.Truncate(wasm.MaxModuleBytes + 1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	f.Close()
+	b := newBackend(t, wasm.Config{})
+	if err := b.Prepare(context.Background(), plugin); err == nil || !strings.Contains(err.Error(), "over the 256 MiB") {
+		t.Errorf("Prepare: %v", err)
+	}
+}

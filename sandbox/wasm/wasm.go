@@ -45,6 +45,11 @@ type Config struct {
 	Logger   hclog.Logger
 }
 
+// MaxModuleBytes bounds a module file: the server reads it whole to hash
+// and compile it. The largest real plugin seen, client-go's typed
+// clientset, is 57 MB.
+const MaxModuleBytes = 256 << 20
+
 // DefaultLimits are the limits of a Config that sets none.
 var DefaultLimits = Limits{MemoryMiB: 512, TmpMiB: 64}
 
@@ -229,9 +234,15 @@ func (b *Backend) module(ctx context.Context, plugin string) (*module, error) {
 	}
 	b.mu.Unlock()
 
-	code, err := io.ReadAll(f)
+	if fi.Size() > MaxModuleBytes {
+		return nil, fmt.Errorf("plugin %s is %d MiB, over the %d MiB a module may have", filepath.Base(plugin), fi.Size()>>20, MaxModuleBytes>>20)
+	}
+	code, err := io.ReadAll(io.LimitReader(f, MaxModuleBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read plugin: %w", err)
+	}
+	if len(code) > MaxModuleBytes {
+		return nil, fmt.Errorf("plugin %s grew over the %d MiB a module may have while it was read", filepath.Base(plugin), MaxModuleBytes>>20)
 	}
 	// The content read is the content identified only if nothing changed
 	// while it was read.
