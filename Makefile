@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/kubernetes-mcp-server
 ARGS     ?=
 
-.PHONY: all build run test test-deps images examples vet staticcheck fmt-check clean bench
+.PHONY: all build run test test-deps images examples vet staticcheck fmt-check clean bench fuzz
 
 all: build
 
@@ -32,9 +32,25 @@ test-deps:
 images:
 	hack/build-image.sh
 
-# Installs what the tests need, then runs every test against real parts.
+# Installs what the tests need, then runs every test against real parts,
+# then fuzzes a little (`make fuzz`).
 test: test-deps fmt-check vet staticcheck
 	$(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) fuzz
+
+# Runs each fuzz target for FUZZTIME (5s each; about 80 s in all, most of
+# it building the fuzzing binaries), one `go test -fuzz` per target as Go
+# requires. Inputs that fail are written to the package's
+# testdata/fuzz/<Target>, and plain `go test` replays them.
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckArgsAgainstParsers$$' -fuzztime $(FUZZTIME) ./runtime
+	$(GO) test -run '^$$' -fuzz '^FuzzArgv$$' -fuzztime $(FUZZTIME) ./mcpserver
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/helpparse
+	$(GO) test -run '^$$' -fuzz '^FuzzDataSegments$$' -fuzztime $(FUZZTIME) ./sandbox/wasm
+	$(GO) test -run '^$$' -fuzz '^FuzzPluginName$$' -fuzztime $(FUZZTIME) ./internal/pluginname
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./gateway
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./config
 
 vet:
 	$(GO) vet ./...

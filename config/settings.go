@@ -258,8 +258,12 @@ func glob(p string) error {
 	return rulesyntax.CheckPluginGlob(p)
 }
 
+// clusterPlugins checks in key order, so the same file always gives the
+// same error.
 func clusterPlugins(v any) error {
-	for cluster, plugins := range v.(map[string][]string) {
+	m := v.(map[string][]string)
+	for _, cluster := range sortedKeys(m) {
+		plugins := m[cluster]
 		if cluster == "" {
 			return fmt.Errorf("empty cluster name")
 		}
