@@ -165,13 +165,7 @@ func main() {
 			req.Header.Set("Connection", "Upgrade")
 			req.Header.Set("Upgrade", "websocket")
 		}
-		resp, err := wasmguest.Transport{}.RoundTrip(req)
-		if err != nil {
-			fmt.Println("error:", err)
-			os.Exit(1)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		fmt.Printf("status %d, %d bytes\n%s\n", resp.StatusCode, len(b), b)
+		printResponse(req)
 	case "big": // a request over the limit
 		body := bytes.Repeat([]byte("z"), 11<<20)
 		req, _ := http.NewRequest(http.MethodPost, "https://gateway/api/v1/namespaces/default/configmaps", bytes.NewReader(body))
@@ -279,13 +273,7 @@ func main() {
 	case "send": // send METHOD PATH BODY: one request with a body
 		req, _ := http.NewRequest(arg(1), "https://gateway"+arg(2), strings.NewReader(arg(3)))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := wasmguest.Transport{}.RoundTrip(req)
-		if err != nil {
-			fmt.Println("error:", err)
-			os.Exit(1)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		fmt.Printf("status %d, %d bytes\n%s\n", resp.StatusCode, len(b), b)
+		printResponse(req)
 	case "dial": // no sockets
 		_, err := http.Get("http://127.0.0.1:80/")
 		fmt.Println("error:", err)
@@ -351,4 +339,16 @@ func rawOpen(path, preopen string) {
 	}
 	fmt.Printf("READ %d bytes of %s from %s: %q\n", len(b), path, preopen, b)
 	os.Exit(3)
+}
+
+// printResponse sends req through the host function and prints the answer,
+// or the error and exits 1.
+func printResponse(req *http.Request) {
+	resp, err := wasmguest.Transport{}.RoundTrip(req)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	fmt.Printf("status %d, %d bytes\n%s\n", resp.StatusCode, len(b), b)
 }
