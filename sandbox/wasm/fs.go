@@ -158,3 +158,49 @@ func (f *callFile) Truncate(size int64) experimentalsys.Errno {
 	}
 	return f.File.Truncate(size)
 }
+
+// openFiles counts the files one guest holds open, in all its folders:
+// each is a file descriptor of the server's process.
+type openFiles struct {
+	held atomic.Int64
+	max  int64
+}
+
+func newOpenFiles(max int64) *openFiles { return &openFiles{max: max} }
+
+// limit makes fs count its opens against the guest's bound.
+func (o *openFiles) limit(fs experimentalsys.FS) experimentalsys.FS {
+	return &limitedFS{FS: fs, open: o}
+}
+
+type limitedFS struct {
+	experimentalsys.FS
+	open *openFiles
+}
+
+func (f *limitedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	if f.open.held.Add(1) > f.open.max {
+		f.open.held.Add(-1)
+		return nil, experimentalsys.EAGAIN // wazero's errnos have no EMFILE
+	}
+	file, errno := f.FS.OpenFile(path, flag, perm)
+	if errno != 0 {
+		f.open.held.Add(-1)
+		return nil, errno
+	}
+	return &countedFile{File: file, open: f.open}, 0
+}
+
+// countedFile gives its place back when closed, once.
+type countedFile struct {
+	experimentalsys.File
+	open   *openFiles
+	closed atomic.Bool
+}
+
+func (f *countedFile) Close() experimentalsys.Errno {
+	if !f.closed.Swap(true) {
+		defer f.open.held.Add(-1)
+	}
+	return f.File.Close()
+}

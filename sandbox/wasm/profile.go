@@ -20,6 +20,10 @@ const (
 type Limits struct {
 	MemoryMiB int64 // linear memory
 	TmpMiB    int64 // what the guest may write to /tmp
+	// OpenFiles bounds the files a guest holds open at once. Each is a
+	// file descriptor of the server's own process, so without it one guest
+	// could leave the server none.
+	OpenFiles int64
 }
 
 // Call is what the profile needs to know of one call.
@@ -48,6 +52,9 @@ type Settings struct {
 	Mounts []Mount `json:"mounts"`
 	// MemoryLimitMiB bounds the guest's linear memory; growing past it fails.
 	MemoryLimitMiB int64 `json:"memory_limit_mib"`
+	// OpenFiles bounds the files the guest holds open at once, in all its
+	// folders together; past it an open fails (EAGAIN).
+	OpenFiles int64 `json:"open_files"`
 	// Timeout ends the guest, mid-instruction, as does the call's end.
 	Timeout string `json:"timeout"`
 	// HostFunctions are the host modules a guest may import, and nothing else.
@@ -116,6 +123,7 @@ func Profile(c Call) []Option {
 			s.Clock, s.Random = "host wall and monotonic clocks; sleep", "crypto/rand"
 		}},
 		{fmt.Sprintf("at most %d MiB of linear memory, fresh each call: the module's data, the rest zeros", c.Limits.MemoryMiB), func(s *Settings) { s.MemoryLimitMiB = c.Limits.MemoryMiB }},
+		{fmt.Sprintf("at most %d files open at once, in all its folders together", c.Limits.OpenFiles), func(s *Settings) { s.OpenFiles = c.Limits.OpenFiles }},
 		{"one thread: a guest uses at most one CPU core", func(*Settings) {}},
 		{"ended mid-instruction when " + timeout + " timeout passes or the call is cancelled", func(s *Settings) { s.Timeout = timeout }},
 	}

@@ -155,3 +155,42 @@ func cancelAfter(d time.Duration) func(*sandbox.Spec) (context.Context, context.
 		return ctx, cancel, d
 	}
 }
+
+// openFDs counts the test process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestOpenFilesLimit has a guest open files until refused: each is a file
+// descriptor of the server's, so the guest must stop at its limit, may
+// open again once it closed some, and leaves the server none of them.
+func TestOpenFilesLimit(t *testing.T) {
+	const limit = 100
+	b := newBackend(t, wasm.Config{Limits: wasm.Limits{OpenFiles: limit}})
+	plugin := hostileGuest(t)
+	assertServes(t, b)
+	before := openFDs(t)
+	r := runGuest(t, b, plugin, sandbox.Spec{Args: []string{"openmany"}})
+	if r.err != nil || r.res.ExitCode != 0 {
+		t.Fatalf("openmany: %s", r)
+	}
+	m := regexp.MustCompile(`opened (\d+): `).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("the guest was never refused:\n%s", r.stdout)
+	}
+	// The guest's stdio and its folders' own descriptors count too.
+	if n, _ := strconv.Atoi(m[1]); n > limit || n < limit-10 {
+		t.Errorf("the guest opened %d files under a limit of %d", n, limit)
+	}
+	if !strings.Contains(r.stdout, "after closing half: <nil>") {
+		t.Errorf("closing files did not give their places back:\n%s", r.stdout)
+	}
+	if after := openFDs(t); after > before {
+		t.Errorf("the server holds %d descriptors after the run, %d before", after, before)
+	}
+}

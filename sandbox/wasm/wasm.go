@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
@@ -51,7 +52,7 @@ type Config struct {
 const MaxModuleBytes = 256 << 20
 
 // DefaultLimits are the limits of a Config that sets none.
-var DefaultLimits = Limits{MemoryMiB: 512, TmpMiB: 64}
+var DefaultLimits = Limits{MemoryMiB: 512, TmpMiB: 64, OpenFiles: 1024}
 
 // withDefaults fills in what cfg leaves unset.
 func (cfg Config) withDefaults() Config {
@@ -63,6 +64,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Limits.TmpMiB <= 0 {
 		cfg.Limits.TmpMiB = DefaultLimits.TmpMiB
+	}
+	if cfg.Limits.OpenFiles <= 0 {
+		cfg.Limits.OpenFiles = DefaultLimits.OpenFiles
 	}
 	return cfg
 }
@@ -523,6 +527,8 @@ func (b *Backend) moduleConfig(s *Settings, spec sandbox.Spec, dir string) (waze
 		mc = mc.WithEnv(k, v)
 	}
 	fsc := wazero.NewFSConfig()
+	mount := func(fs experimentalsys.FS, guest string) { fsc = fsc.(sysfs.FSConfig).WithSysFSMount(fs, guest) }
+	open := newOpenFiles(s.OpenFiles)
 	for _, m := range s.Mounts {
 		host := filepath.Join(dir, strings.TrimPrefix(m.Guest, "/"))
 		if err := os.MkdirAll(host, 0o700); err != nil {
@@ -533,11 +539,11 @@ func (b *Backend) moduleConfig(s *Settings, spec sandbox.Spec, dir string) (waze
 			if err := writeKubeconfig(spec.Cluster, filepath.Join(host, "config")); err != nil {
 				return nil, err
 			}
-			fsc = fsc.WithReadOnlyDirMount(host, m.Guest)
+			mount(open.limit(&sysfs.ReadFS{FS: sysfs.DirFS(host)}), m.Guest)
 		case m.ReadOnly:
-			fsc = fsc.WithReadOnlyDirMount(host, m.Guest)
+			mount(open.limit(&sysfs.ReadFS{FS: sysfs.DirFS(host)}), m.Guest)
 		default:
-			fsc = fsc.(sysfs.FSConfig).WithSysFSMount(newCallFS(host, m.LimitMiB<<20), m.Guest)
+			mount(open.limit(newCallFS(host, m.LimitMiB<<20)), m.Guest)
 		}
 	}
 	return mc.WithFSConfig(fsc), nil

@@ -274,6 +274,26 @@ func main() {
 		req, _ := http.NewRequest(arg(1), "https://gateway"+arg(2), strings.NewReader(arg(3)))
 		req.Header.Set("Content-Type", "application/json")
 		printResponse(req)
+	case "openmany": // open files in /tmp and the kubeconfig folder until refused; print how many
+		os.WriteFile("/tmp/f", nil, 0o600)
+		var held []*os.File
+		for len(held) < 100_000 {
+			name := "/tmp/f"
+			if len(held)%2 == 1 && os.Getenv("KUBECONFIG") != "" {
+				name = os.Getenv("KUBECONFIG")
+			}
+			f, err := os.Open(name)
+			if err != nil {
+				fmt.Printf("opened %d: %v\n", len(held), err)
+				break
+			}
+			held = append(held, f)
+		}
+		for _, f := range held[:len(held)/2] {
+			f.Close()
+		}
+		_, err := os.Open("/tmp/f")
+		fmt.Printf("after closing half: %v\n", err)
 	case "dial": // no sockets
 		_, err := http.Get("http://127.0.0.1:80/")
 		fmt.Println("error:", err)
