@@ -403,3 +403,29 @@ func TestVerifyCatchesAnInPlaceRewriteWithTheMtimeSetBack(t *testing.T) {
 		t.Errorf("the rewritten file verified: %v", err)
 	}
 }
+
+// A folder or plugin file any user may write is a plugin any user may
+// replace: discovery says so, and still lists what it finds, as kubectl
+// would run it.
+func TestWritableByOthersIsAWarning(t *testing.T) {
+	open, safe := t.TempDir(), t.TempDir()
+	os.Chmod(open, 0o1777) // sticky, as /tmp: others may still add plugins
+	writePlugin(t, open, "kubectl-shared", "#!/bin/sh\n", 0o755)
+	loose := writePlugin(t, safe, "kubectl-loose", "#!/bin/sh\n", 0o755)
+	os.Chmod(loose, 0o757)
+	writePlugin(t, safe, "kubectl-tight", "#!/bin/sh\n", 0o755)
+	m := NewManager(Options{Dirs: []string{open, safe}})
+	m.Refresh(context.Background())
+	var got []string
+	for _, w := range m.Warnings() {
+		if strings.Contains(w.Message, "writable by every user") {
+			got = append(got, w.Path)
+		}
+	}
+	if want := []string{open, loose}; !slices.Equal(got, want) {
+		t.Errorf("writable-by-others warnings for %v, want %v: %+v", got, want, m.Warnings())
+	}
+	if len(m.List()) != 3 {
+		t.Errorf("listed %d plugins, want all 3", len(m.List()))
+	}
+}

@@ -52,6 +52,9 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 		if err != nil {
 			resolvedDir = dir
 		}
+		if writableByOthers(resolvedDir) {
+			warnings = append(warnings, Warning{Path: dir, Message: fmt.Sprintf("%s is writable by every user of this machine: any of them can add or replace plugins there; make it writable by its owner only", dir)})
+		}
 		for _, e := range entries {
 			file := e.Name()
 			if e.IsDir() || !strings.HasPrefix(file, "kubectl-") {
@@ -77,6 +80,9 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 			case kind == KindWasm && !info.Mode().IsRegular():
 				warn("%s is not a regular file", full)
 				runnable = false
+			}
+			if runnable && info.Mode().Perm()&0o002 != 0 {
+				warn("%s is writable by every user of this machine: any of them can change what runs; make it writable by its owner only", full)
 			}
 			if prev, ok := seenFile[file]; ok {
 				warn("%s is overshadowed by a similarly named plugin: %s", full, prev)
@@ -130,4 +136,11 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 		}
 	}
 	return plugins, warnings
+}
+
+// writableByOthers reports whether every user may write to dir; the
+// sticky bit does not help, since others may still add files.
+func writableByOthers(dir string) bool {
+	info, err := os.Stat(dir)
+	return err == nil && info.Mode().Perm()&0o002 != 0
 }

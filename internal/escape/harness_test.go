@@ -153,6 +153,7 @@ type harness struct {
 	tier       tier
 	rt         *runtime.Runtime
 	tg         *targets
+	dir        string // the plugin folder
 	pluginFile string
 	builtFile  string // what pluginFile was copied from
 	configFile string
@@ -206,6 +207,7 @@ func newHarness(t *testing.T, tr tier, tg *targets, extraTOML string) *harness {
 	t.Helper()
 	h := &harness{tier: tr, tg: tg, marker: "kmcp-escape-marker-" + tr.name + "-" + randomHex(4)}
 	dir := t.TempDir()
+	h.dir = dir
 	built := hostilePlugin(t, tr.native)
 	h.pluginFile, h.builtFile = filepath.Join(dir, filepath.Base(built)), built
 	copyFile(t, built, h.pluginFile)
