@@ -25,6 +25,7 @@ type Config struct {
 	Sandbox  Sandbox
 	Audit    Audit
 	Server   Server
+	HTTP     HTTPGuard // server.* keys of HTTP authentication and origins
 	Log      Log
 
 	// File is the configuration file that was read, or "" for none.
@@ -100,6 +101,13 @@ type Sandbox struct {
 	ContainerdNamespace string
 	Runtime             string
 	RuntimeBinary       string
+	// Isolation is the container sandbox's tier: "runc" (the host's
+	// kernel, seccomp-filtered) or "gvisor" (gVisor's runsc, a user-space
+	// kernel in between).
+	Isolation string
+	// RunscBinary is gVisor's runsc for isolation "gvisor"; "" is runsc
+	// on PATH.
+	RunscBinary string
 	// Rootfs is the sandbox image; "" means the one `make images` builds.
 	Rootfs        string
 	StateDir      string
@@ -128,6 +136,26 @@ type Server struct {
 	// ShutdownGrace is how long calls in flight get to finish after
 	// SIGTERM or SIGINT before they are cancelled.
 	ShutdownGrace time.Duration
+}
+
+// HTTPGuard is the [server] keys that guard the HTTP transports, apart
+// from Server so that Server stays comparable.
+type HTTPGuard struct {
+	// AuthTokenFile holds the bearer token of the HTTP transports.
+	AuthTokenFile string
+	// InsecureListen serves HTTP beyond loopback without authentication.
+	InsecureListen bool
+	// AllowedOrigins are the browser origins accepted; empty means
+	// loopback origins.
+	AllowedOrigins []string
+	// OAuth 2.1 resource server: tokens from OAuthIssuer for
+	// OAuthResource (or one of OAuthAudiences), keys from OAuthJWKSURL or
+	// the issuer's metadata; OAuthScopes are advertised.
+	OAuthIssuer    string
+	OAuthResource  string
+	OAuthAudiences []string
+	OAuthJWKSURL   string
+	OAuthScopes    []string
 }
 
 // Log is the [log] table.

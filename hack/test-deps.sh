@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian 12 machine (root): the
-# Debian packages below when missing, and the kube-apiserver, plugin (native
+# Debian packages below when missing (runsc is gVisor, for the container
+# sandbox's gvisor isolation tier), and the kube-apiserver, plugin (native
 # and WebAssembly), image and staticcheck builds (cached outside the
 # repository, so only the first run pays for them).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-"$top/hack/install-packages.sh" test-deps etcd=etcd-server containerd=containerd ctr=containerd runc=runc \
+"$top/hack/install-packages.sh" test-deps etcd=etcd-server containerd=containerd ctr=containerd runc=runc runsc=runsc \
 	busybox=busybox-static kubectx=kubectx mmdebstrap=mmdebstrap nsenter=util-linux pgrep=procps pkill=procps \
 	/usr/bin/rustc=rustc /usr/lib/rustlib/wasm32-wasi/lib=libstd-rust-dev-wasm32 wasm-ld=lld
 # Debian's packages may start services; the tests run their own on private sockets.

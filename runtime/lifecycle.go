@@ -20,7 +20,8 @@ const shutdownMessage = "the server is shutting down"
 // SandboxInfo says how this runtime's calls run, for descriptions, results
 // and /health, so front ends need not know backend names.
 type SandboxInfo struct {
-	// Name names the backend of native plugins ("container", "none"), or
+	// Name names the backend of native plugins ("container",
+	// "container/gvisor" for the container sandbox's gVisor tier, "none"), or
 	// "" when none can run them.
 	Name string `json:"name"`
 	// Available is false when native plugins are listed but cannot run.

@@ -144,7 +144,7 @@ func WasmConfig(cfg *config.Config, log hclog.Logger) wasm.Config {
 	}
 	return wasm.Config{
 		CacheDir: dir,
-		Limits:   wasm.Limits{MemoryMiB: int64(s.WasmMemoryMiB), TmpMiB: int64(s.TmpMiB)},
+		Limits:   wasm.Limits{MemoryMiB: int64(s.WasmMemoryMiB), TmpMiB: int64(s.TmpMiB), OpenFiles: int64(s.NoFileLimit)},
 		Logger:   log.Named("wasm"),
 	}
 }
@@ -161,6 +161,8 @@ func ContainerConfig(cfg *config.Config, log hclog.Logger) container.Config {
 		Namespace:     s.ContainerdNamespace,
 		Runtime:       s.Runtime,
 		RuntimeBinary: s.RuntimeBinary,
+		Isolation:     container.Isolation(s.Isolation),
+		RunscBinary:   s.RunscBinary,
 		Rootfs:        rootfs,
 		StateDir:      s.StateDir,
 		User:          uint32(s.User),

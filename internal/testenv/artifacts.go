@@ -72,10 +72,11 @@ func WasmPlugins(t testing.TB) string {
 
 // SandboxTOML is a [sandbox] table for backend: for "container", on the
 // shared test containerd, in a containerd namespace and state folder of
-// the caller's own (name), with the sandbox image.
+// the caller's own (name), with the sandbox image; "gvisor" is the same
+// container sandbox with isolation = "gvisor" (runsc).
 func SandboxTOML(t testing.TB, backend, name string) string {
 	t.Helper()
-	if backend != "container" {
+	if backend != "container" && backend != "gvisor" {
 		return fmt.Sprintf("[sandbox]\nbackend = %q\n", backend)
 	}
 	ctrd := TestContainerd(t)
@@ -83,6 +84,10 @@ func SandboxTOML(t testing.TB, backend, name string) string {
 	if err != nil {
 		t.Fatalf("sandbox image: %v", err)
 	}
-	return fmt.Sprintf("[sandbox]\nbackend = \"container\"\ncontainerd_address = %q\ncontainerd_namespace = %q\nrootfs = %q\nstate_dir = %q\n",
+	table := fmt.Sprintf("[sandbox]\nbackend = \"container\"\ncontainerd_address = %q\ncontainerd_namespace = %q\nrootfs = %q\nstate_dir = %q\n",
 		ctrd.Address, name, rootfs, filepath.Join(ctrd.State, "..", name+"-state"))
+	if backend == "gvisor" {
+		table += fmt.Sprintf("isolation = \"gvisor\"\nrunsc_binary = %q\n", Runsc(t))
+	}
+	return table
 }

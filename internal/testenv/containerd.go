@@ -111,6 +111,17 @@ func (c *Containerd) Start() error {
 	})
 }
 
+// Runsc returns the path of gVisor's runsc, for the gvisor isolation tier
+// on the shared containerd. Without it the test fails: it never skips.
+func Runsc(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("runsc")
+	if err != nil {
+		t.Fatalf("runsc: %v (run `make test-deps` or `make test`, which install Debian's runsc)", err)
+	}
+	return path
+}
+
 // Kill ends containerd alone, as a crash would: its shims and their
 // containers go on.
 func (c *Containerd) Kill() {

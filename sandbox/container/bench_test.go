@@ -61,6 +61,50 @@ func BenchmarkCallOverhead(b *testing.B) {
 		float64(s)/float64(c), (s - d).Round(10*time.Microsecond))
 }
 
+// BenchmarkGVisorCallOverhead runs the same static binary (busybox true)
+// as a direct exec and as a full sandboxed call under each isolation tier,
+// in one run, and prints the medians: what gVisor costs per call over runc.
+func BenchmarkGVisorCallOverhead(b *testing.B) {
+	ctrd := testenv.TestContainerd(b)
+	runc, gvisor := newTierBackend(b, ctrd, IsolationRunc), newTierBackend(b, ctrd, IsolationGVisor)
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var direct, runcCalls, gvisorCalls []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if err := exec.Command(busybox, "true").Run(); err != nil {
+			b.Fatal(err)
+		}
+		direct = append(direct, time.Since(start))
+		for _, tier := range []struct {
+			backend *Backend
+			times   *[]time.Duration
+		}{{runc, &runcCalls}, {gvisor, &gvisorCalls}} {
+			start = time.Now()
+			res, err := tier.backend.Run(ctx, sandbox.Spec{ID: "bench", Plugin: busybox, Args: []string{"true"}})
+			if err != nil || res.ExitCode != 0 {
+				b.Fatalf("sandboxed call under %s: %v %+v", tier.backend.cfg.Isolation, err, res)
+			}
+			*tier.times = append(*tier.times, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	d, r, g := medianOf(direct), medianOf(runcCalls), medianOf(gvisorCalls)
+	b.ReportMetric(float64(d.Microseconds())/1000, "direct-ms")
+	b.ReportMetric(float64(r.Microseconds())/1000, "runc-ms")
+	b.ReportMetric(float64(g.Microseconds())/1000, "gvisor-ms")
+	fmt.Printf("per-call cost of busybox true, median of %d:\n"+
+		"  direct exec                       %9s\n"+
+		"  sandboxed call, isolation runc    %9s\n"+
+		"  sandboxed call, isolation gvisor  %9s = %.2fx runc, %s more per call\n",
+		b.N, d.Round(10*time.Microsecond), r.Round(10*time.Microsecond), g.Round(10*time.Microsecond),
+		float64(g)/float64(r), (g - r).Round(10*time.Microsecond))
+}
+
 func medianOf(ds []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })

@@ -40,8 +40,15 @@ type Config struct {
 	Namespace string // containerd namespace of our containers
 	Runtime   string // e.g. io.containerd.runc.v2
 	// RuntimeBinary is the OCI runtime the shim runs; "" means runc on PATH.
+	// Under IsolationGVisor it must be "": the backend runs runsc itself.
 	RuntimeBinary string
-	Rootfs        string // the sandbox image, a root filesystem folder
+	// Isolation is the tier between plugin and host kernel: IsolationRunc
+	// ("" too) or IsolationGVisor.
+	Isolation Isolation
+	// RunscBinary is gVisor's runsc, for IsolationGVisor; "" means runsc on
+	// PATH.
+	RunscBinary string
+	Rootfs      string // the sandbox image, a root filesystem folder
 	// StateDir holds per-call folders and network namespaces.
 	StateDir string
 	User     uint32
@@ -64,7 +71,11 @@ const DefaultOperationTimeout = 15 * time.Second
 // CallFor is the profile input of one call: the same for a run and for
 // `profile show`, so what an operator audits is what runs.
 func (cfg Config) CallFor(id, plugin string, args, env []string, withCluster bool) Call {
-	c := Call{ID: id, Rootfs: cfg.Rootfs, Plugin: plugin, Args: args, Env: env, User: cfg.User, Limits: cfg.Limits}
+	c := Call{ID: id, Rootfs: cfg.Rootfs, Plugin: plugin, Args: args, Env: env, User: cfg.User, Limits: cfg.Limits,
+		Isolation: cfg.Isolation}
+	if cfg.Isolation.gvisor() {
+		c.MountDir = filepath.Join(cfg.StateDir, "calls", id, "mounts")
+	}
 	if withCluster {
 		c.Kubeconfig = filepath.Join(cfg.StateDir, "calls", id, "kubeconfig")
 		c.NetNS = filepath.Join(cfg.StateDir, "netns", id)
@@ -79,6 +90,8 @@ type Backend struct {
 	client *containerd.Client
 
 	timeout time.Duration // of each containerd request
+	// runtimeOpts are the shim's options: the runtime binary it runs.
+	runtimeOpts *options.Options
 
 	mu       sync.Mutex
 	pending  map[string]*pendingRemoval // containers whose removal failed, retried later
@@ -119,6 +132,10 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.Runtime == "" {
 		cfg.Runtime = defaults.DefaultRuntime
 	}
+	runtimeOpts, err := runtimeOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
 	// Naming the runtime spares containerd.New a request without deadline
 	// (it would ask the namespace's default).
 	dialed := time.Now()
@@ -131,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		}
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
 	}
-	b := &Backend{cfg: cfg, log: log, client: client, timeout: timeout, pending: map[string]*pendingRemoval{}}
+	b := &Backend{cfg: cfg, log: log, client: client, timeout: timeout, runtimeOpts: runtimeOpts, pending: map[string]*pendingRemoval{}}
 	if err := b.op(ctx, "ask containerd at "+cfg.Address+" its version", func(ctx context.Context) error {
 		_, err := client.Version(ctx)
 		return err
@@ -156,8 +173,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	return b, nil
 }
 
-// Name implements sandbox.Backend.
-func (b *Backend) Name() string { return "container" }
+// Name implements sandbox.Backend: "container", or "container/gvisor"
+// under gVisor, so results, /health and `profile show` say the tier.
+func (b *Backend) Name() string { return b.cfg.Isolation.backendName() }
 
 // Close waits for the removals still running and retries those that
 // failed, then releases the connection to containerd.
@@ -265,6 +283,11 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	undo = append(undo, func() { os.RemoveAll(callDir) })
 
 	call := b.cfg.CallFor(id, spec.Plugin, spec.Args, spec.Env, spec.Cluster != nil)
+	for _, dir := range call.callMountFolders() {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
+		}
+	}
 	var link *clusterLink
 	if spec.Cluster != nil {
 		var err error
@@ -300,8 +323,8 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	var uncertain atomic.Bool
 	labels := map[string]string{LabelOwner: ownerValue, LabelCallID: spec.ID}
 	var runtimeOpts any
-	if b.cfg.RuntimeBinary != "" {
-		runtimeOpts = &options.Options{BinaryName: b.cfg.RuntimeBinary}
+	if b.runtimeOpts != nil {
+		runtimeOpts = b.runtimeOpts
 	}
 	var container containerd.Container
 	if err := op("create the sandbox", func(ctx context.Context) (err error) {
@@ -501,10 +524,7 @@ func (b *Backend) connectCluster(call Call, access *sandbox.ClusterAccess) (*clu
 func (b *Backend) removeSandbox(ctx context.Context, id string, container containerd.Container, task containerd.Task) error {
 	var err error
 	if task != nil {
-		err = b.op(ctx, "delete the task of "+id, func(ctx context.Context) error {
-			_, err := task.Delete(ctx, containerd.WithProcessKill)
-			return err
-		})
+		err = b.op(ctx, "delete the task of "+id, func(ctx context.Context) error { return deleteTask(ctx, task) })
 	}
 	if err == nil || errdefs.IsNotFound(err) {
 		err = b.op(ctx, "delete sandbox "+id, func(ctx context.Context) error { return container.Delete(ctx) })
@@ -530,7 +550,7 @@ func (b *Backend) remove(ctx context.Context, id string) error {
 			return err
 		}
 		if task, err := c.Task(ctx, nil); err == nil {
-			if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			if err := deleteTask(ctx, task); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("delete task: %w", err)
 			}
 		} else if !errdefs.IsNotFound(err) {
@@ -541,6 +561,21 @@ func (b *Backend) remove(ctx context.Context, id string) error {
 		}
 		return nil
 	})
+}
+
+// deleteTask kills what is left of a task and deletes it. runsc refuses to
+// kill a sandbox that has ended with "sandbox is not running", which the
+// runc shim does not take for "already finished" as it does runc's words,
+// so the kill fails; the task has ended then, and is deleted without it.
+func deleteTask(ctx context.Context, task containerd.Task) error {
+	_, err := task.Delete(ctx, containerd.WithProcessKill)
+	if err == nil || errdefs.IsNotFound(err) || ctx.Err() != nil {
+		return err
+	}
+	if _, again := task.Delete(ctx); again != nil && !errdefs.IsNotFound(again) {
+		return errors.Join(err, again)
+	}
+	return nil
 }
 
 // addPending records a container to remove later.

@@ -43,7 +43,15 @@ var testLimits = Limits{MemoryMiB: 128, Pids: 32, CPUMillicores: 1000, NoFile: 2
 
 func testConfig(t testing.TB, ctrd *testenv.Containerd) Config {
 	t.Helper()
-	return Config{
+	return testConfigFor(t, ctrd, IsolationRunc)
+}
+
+// testConfigFor is the test configuration of an isolation tier. Each tier
+// has a containerd namespace and state folder of its own, so one tier's
+// sweep or leak check never sees the other's sandboxes.
+func testConfigFor(t testing.TB, ctrd *testenv.Containerd, tier Isolation) Config {
+	t.Helper()
+	cfg := Config{
 		Address:   ctrd.Address,
 		Namespace: ctrd.Namespace,
 		Runtime:   "io.containerd.runc.v2",
@@ -52,7 +60,23 @@ func testConfig(t testing.TB, ctrd *testenv.Containerd) Config {
 		User:      65534,
 		Limits:    testLimits,
 		Sweep:     true,
+		Isolation: tier,
 	}
+	if tier == IsolationGVisor {
+		cfg.Namespace += "-gvisor"
+		cfg.StateDir += "-gvisor"
+		cfg.RunscBinary = testenv.Runsc(t)
+	}
+	return cfg
+}
+
+// tiers are the isolation tiers the tests of promises both keep run under.
+var tiers = []Isolation{IsolationRunc, IsolationGVisor}
+
+// newTierBackend is a backend of an isolation tier on ctrd.
+func newTierBackend(t testing.TB, ctrd *testenv.Containerd, tier Isolation) *Backend {
+	t.Helper()
+	return newBackendFrom(t, testConfigFor(t, ctrd, tier))
 }
 
 func newBackend(t testing.TB, ctrd *testenv.Containerd) *Backend {
@@ -97,36 +121,73 @@ func runPlugin(t testing.TB, b *Backend, ctx context.Context, spec sandbox.Spec)
 	return run{res, out.String(), errOut.String(), err}
 }
 
+// Under each tier the plugin runs as uid/gid 65534 with no capabilities,
+// no_new_privs and containerd's default seccomp profile enforced (it
+// refuses personality(ADDR_NO_RANDOMIZE), which both kernels would
+// otherwise answer), its open-files limit, argv unchanged and a minimal
+// environment; gVisor's kernel is the one that answers under gvisor.
 func TestIdentityAndPrivileges(t *testing.T) {
-	b := newBackend(t, testenv.TestContainerd(t))
-	r := runPlugin(t, b, context.Background(), sandbox.Spec{
-		Plugin: plugin(t, `id -u; id -g; id -G; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; echo "args:$*"; env | sort; hostname; exit 7`),
-		Args:   []string{"a b", "$(id)"},
-		Env:    []string{"LANG=C.UTF-8"},
-	})
-	if r.err != nil {
-		t.Fatal(r.err)
+	ctrd := testenv.TestContainerd(t)
+	release, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"65534\n65534\n65534\n", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000",
-		"CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2", "args:a b $(id)", "HOME=/tmp", "KUBECONFIG=/dev/null", "sandbox\n"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("output lacks %q:\n%s", want, r.stdout)
-		}
-	}
-	if r.res.ExitCode != 7 {
-		t.Errorf("exit code %d, want 7", r.res.ExitCode)
-	}
-	if strings.Contains(r.stdout, "CONTAINERD") || len(strings.Split(strings.TrimSpace(r.stdout), "\n")) > 20 {
-		t.Errorf("the environment has more than it should:\n%s", r.stdout)
+	hostKernel := "kernel=" + strings.TrimSpace(string(release)) + "\n"
+	for _, tc := range []struct {
+		tier       Isolation
+		want, lack []string
+	}{
+		// gVisor's /proc/self/status has no NoNewPrivs line: prctl says it.
+		// Its kernel calls itself 4.4.0.
+		{IsolationRunc, []string{"NoNewPrivs:\t1", hostKernel}, nil},
+		{IsolationGVisor, []string{"kernel=4.4.0\n"}, []string{hostKernel}},
+	} {
+		t.Run(string(tc.tier), func(t *testing.T) {
+			b := newTierBackend(t, ctrd, tc.tier)
+			r := runPlugin(t, b, context.Background(), sandbox.Spec{
+				Plugin: plugin(t, `id -u; id -g; id -G; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status
+perl -e 'print "nnp=", syscall(157, 39, 0, 0, 0, 0), "\n"; print syscall(135, 0x0040000) == -1 ? "personality: $!\n" : "personality allowed\n"'
+echo "nofile=$(ulimit -n)"; echo "kernel=$(uname -r)"; echo "args:$*"; env | sort; hostname; exit 7`),
+				Args: []string{"a b", "$(id)"},
+				Env:  []string{"LANG=C.UTF-8"},
+			})
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			for _, want := range append([]string{"65534\n65534\n65534\n", "CapEff:\t0000000000000000", "CapPrm:\t0000000000000000",
+				"CapBnd:\t0000000000000000", "Seccomp:\t2", "nnp=1", "personality: Operation not permitted", "nofile=256",
+				"args:a b $(id)", "HOME=/tmp", "KUBECONFIG=/dev/null", "sandbox\n"}, tc.want...) {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, r.stdout)
+				}
+			}
+			for _, lack := range tc.lack {
+				if strings.Contains(r.stdout, lack) {
+					t.Errorf("output has %q:\n%s", lack, r.stdout)
+				}
+			}
+			if r.res.ExitCode != 7 {
+				t.Errorf("exit code %d, want 7", r.res.ExitCode)
+			}
+			if strings.Contains(r.stdout, "CONTAINERD") || len(strings.Split(strings.TrimSpace(r.stdout), "\n")) > 24 {
+				t.Errorf("the environment has more than it should:\n%s", r.stdout)
+			}
+		})
 	}
 }
 
 // A hostile plugin can read no host file, write nowhere but /tmp, and
 // reach nothing on the network.
 func TestHostilePluginIsContained(t *testing.T) {
+	for _, tier := range tiers {
+		t.Run(string(tier), func(t *testing.T) { testHostilePluginIsContained(t, tier) })
+	}
+}
+
+func testHostilePluginIsContained(t *testing.T, tier Isolation) {
 	ctrd := testenv.TestContainerd(t)
 	clusters := testenv.TestClusters(t)
-	b := newBackend(t, ctrd)
+	b := newTierBackend(t, ctrd, tier)
 
 	canary := filepath.Join(t.TempDir(), "server-config.toml")
 	os.WriteFile(canary, []byte("canary-7d1f"), 0o644)
@@ -162,7 +223,7 @@ echo x > /tmp/ok && echo "WROTE tmp"
 (exec 3<>/dev/tcp/127.0.0.1/%[3]d) 2>/dev/null && echo "REACHED host port"
 (exec 3<>/dev/tcp/%[4]s) 2>/dev/null && echo "REACHED beta"
 (exec 3<>/dev/tcp/%[4]s) 2>/dev/null && echo "REACHED beta"
-ls /sys/class/net
+sed -n '3,$s/:.*//p' /proc/net/dev | tr -d ' '
 exit 0`, canary, otherKubeconfig, hostPort, strings.Replace(beta, ":", "/", 1)))
 	before, _ := os.ReadFile(self)
 	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: self, Cluster: accessTo(t, clusters.All[0])})
@@ -223,8 +284,14 @@ func accessTo(t testing.TB, c *testenv.Cluster) *sandbox.ClusterAccess {
 // Through the sandbox, the real kubens and kubectl reach the target
 // cluster, and only that one.
 func TestKubensReachesOnlyItsCluster(t *testing.T) {
+	for _, tier := range tiers {
+		t.Run(string(tier), func(t *testing.T) { testKubensReachesOnlyItsCluster(t, tier) })
+	}
+}
+
+func testKubensReachesOnlyItsCluster(t *testing.T, tier Isolation) {
 	clusters := testenv.TestClusters(t)
-	b := newBackend(t, testenv.TestContainerd(t))
+	b := newTierBackend(t, testenv.TestContainerd(t), tier)
 	kubens, err := exec.LookPath("kubens")
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +322,16 @@ func TestKubensReachesOnlyItsCluster(t *testing.T) {
 }
 
 func TestLimits(t *testing.T) {
-	b := newBackend(t, testenv.TestContainerd(t))
+	for _, tier := range tiers {
+		t.Run(string(tier), func(t *testing.T) { testLimitsHold(t, tier) })
+	}
+}
+
+// Under both tiers the limits hold as the plugin sees them. Under gVisor
+// the fork is refused by its kernel's RLIMIT_NPROC, and past the memory
+// limit the whole sandbox is killed, gVisor's kernel with it.
+func testLimitsHold(t *testing.T, tier Isolation) {
+	b := newTierBackend(t, testenv.TestContainerd(t), tier)
 	ctx := context.Background()
 
 	// Forking stops at the pids limit: the kernel refuses the 33rd process
@@ -273,6 +349,14 @@ func TestLimits(t *testing.T) {
 		t.Errorf("allocation past %d MiB: %v %+v\n%s\n%s", testLimits.MemoryMiB, r.err, r.res, r.stdout, r.stderr)
 	}
 
+	// /tmp holds tmp_mib, and /dev/shm runs nothing.
+	r = runPlugin(t, b, ctx, sandbox.Spec{Plugin: plugin(t, fmt.Sprintf(`head -c %dM /dev/zero > /tmp/fill; echo "tmp $?"; stat -c %%s /tmp/fill
+cp /bin/true /dev/shm/true && /dev/shm/true; echo "shm exec $?"`, testLimits.TmpMiB+1))})
+	if r.err != nil || !strings.Contains(r.stderr, "No space left on device") || !strings.Contains(r.stdout, "tmp 1\n") ||
+		strings.Contains(r.stdout, fmt.Sprintf("%d\n", (testLimits.TmpMiB+1)<<20)) || !strings.Contains(r.stdout, "shm exec 126") {
+		t.Errorf("/tmp past %d MiB, exec from /dev/shm: %v %+v\n%s\n%s", testLimits.TmpMiB, r.err, r.res, r.stdout, r.stderr)
+	}
+
 	// A plugin that ignores SIGTERM and sleeps past its time is killed.
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -285,7 +369,13 @@ func TestLimits(t *testing.T) {
 
 // Standard input reaches the plugin, and its end is the plugin's EOF.
 func TestStdin(t *testing.T) {
-	b := newBackend(t, testenv.TestContainerd(t))
+	for _, tier := range tiers {
+		t.Run(string(tier), func(t *testing.T) { testStdin(t, tier) })
+	}
+}
+
+func testStdin(t *testing.T, tier Isolation) {
+	b := newTierBackend(t, testenv.TestContainerd(t), tier)
 	input := strings.Repeat("manifest line\n", 20000) // larger than a pipe's buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -302,9 +392,15 @@ func TestStdin(t *testing.T) {
 // The spec containerd runs is exactly the one Spec computes for `profile
 // show`: one source, not two.
 func TestRunUsesTheProfileSpec(t *testing.T) {
+	for _, tier := range tiers {
+		t.Run(string(tier), func(t *testing.T) { testRunUsesTheProfileSpec(t, tier) })
+	}
+}
+
+func testRunUsesTheProfileSpec(t *testing.T, tier Isolation) {
 	ctrd := testenv.TestContainerd(t)
 	clusters := testenv.TestClusters(t)
-	b := newBackend(t, ctrd)
+	b := newTierBackend(t, ctrd, tier)
 	self := plugin(t, `sleep 3`)
 	done := make(chan run)
 	go func() {
@@ -388,7 +484,13 @@ func TestAGatewayThatStopsFailsTheCall(t *testing.T) {
 // RunTimeout counts from the plugin's start, not the sandbox's set-up, and
 // kills the plugin when it passes.
 func TestRunTimeoutStopsThePlugin(t *testing.T) {
-	b := newBackend(t, testenv.TestContainerd(t))
+	for _, tier := range tiers {
+		t.Run(string(tier), func(t *testing.T) { testRunTimeoutStopsThePlugin(t, tier) })
+	}
+}
+
+func testRunTimeoutStopsThePlugin(t *testing.T, tier Isolation) {
+	b := newTierBackend(t, testenv.TestContainerd(t), tier)
 	start := time.Now()
 	r := runPlugin(t, b, context.Background(), sandbox.Spec{Plugin: plugin(t, "trap '' TERM; echo started; sleep 30"), RunTimeout: 500 * time.Millisecond})
 	if r.err != nil || !r.res.Stopped || r.res.ExitCode != -1 || r.stdout != "started\n" {

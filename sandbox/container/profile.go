@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/contrib/seccomp"
@@ -44,6 +46,11 @@ type Call struct {
 	NetNS  string
 	User   uint32
 	Limits Limits
+	// Isolation is the tier that runs the call; see runscFlags for gVisor.
+	Isolation Isolation
+	// MountDir, under gVisor, is the call's host folder where the mount
+	// points of its files are made (see withMountFolder).
+	MountDir string
 }
 
 // Option is one named step of the sandbox profile. Read top to bottom,
@@ -65,30 +72,49 @@ func Profile(c Call) []Option {
 		kubeconfigStep = "the target cluster's kubeconfig only, read-only at " + KubeconfigPath
 		networkStep = "network: the call's own namespace, loopback only; the cluster at 127.0.0.1 is the one thing in reach"
 	}
-	return []Option{
+	kernelMounts := Option{"/proc, /sys, /dev and /dev/pts read-only; no /dev/mqueue", withReadOnlyKernelMounts("/proc", "/sys", "/dev", "/dev/pts")}
+	seccompStep := Option{"containerd's default seccomp profile, without io_uring (" + strings.Join(deniedSyscalls, ", ") + " fail with EPERM)",
+		withSeccompDenying(deniedSyscalls...)}
+	pidsStep := Option{fmt.Sprintf("at most %d processes and threads", c.Limits.Pids), oci.WithPidsLimit(c.Limits.Pids)}
+	if c.Isolation.gvisor() {
+		networkStep += " (runsc --network=host: gVisor uses the host's sockets of that namespace)"
+		kernelMounts = Option{"/dev: gVisor's own, root-owned, writable by root only, not read-only (gVisor refuses writes to /dev/null on a read-only /dev); " +
+			"/proc, /sys and /dev/pts read-only; no /dev/mqueue", withReadOnlyKernelMounts("/proc", "/sys", "/dev/pts")}
+		seccompStep.Name += ", enforced by gVisor's kernel on the plugin's system calls (runsc --oci-seccomp)"
+		host := gvisorHostPids(c.Limits.Pids)
+		pidsStep = Option{fmt.Sprintf("at most %d processes and threads (RLIMIT_NPROC, counted by gVisor's kernel for this sandbox alone); "+
+			"at most %d host threads for gVisor's kernel and its stubs (pids cgroup)", c.Limits.Pids, host),
+			compose(withRlimit("RLIMIT_NPROC", uint64(c.Limits.Pids)), oci.WithPidsLimit(host))}
+	}
+	opts := []Option{
 		{"root filesystem: the sandbox image, read-only", compose(oci.WithRootFSPath(c.Rootfs), oci.WithRootFSReadonly())},
 		{fmt.Sprintf("/tmp: a tmpfs of %d MiB, writable", c.Limits.TmpMiB), withTmpfs("/tmp", c.Limits.TmpMiB)},
 		{fmt.Sprintf("/dev/shm: a tmpfs of %d MiB for POSIX shared memory, writable, noexec", shmMiB), withTmpfs("/dev/shm", shmMiB, "noexec")},
-		{"/proc, /sys, /dev and /dev/pts read-only; no /dev/mqueue", withReadOnlyKernelMounts},
+		kernelMounts,
 		{"/run: a root-owned, read-only tmpfs for mount points", withMountDir("/run")},
-		{"the plugin file, read-only at " + pluginInside, compose(withMountDir(PluginDir), withReadOnlyFile(c.Plugin, pluginInside))},
-		{kubeconfigStep, withKubeconfig(c.Kubeconfig)},
+		{"the plugin file, read-only at " + pluginInside, compose(c.mountDir(PluginDir), withReadOnlyFile(c.Plugin, pluginInside))},
+		{kubeconfigStep, c.withKubeconfig()},
 		{"the plugin and its arguments as argv", oci.WithProcessArgs(append([]string{pluginInside}, c.Args...)...)},
 		{"environment: PATH, HOME=/tmp, TMPDIR=/tmp, TERM=dumb, KUBECONFIG; nothing of the server's", withExactEnv(append([]string{"PATH=" + ImagePath, "HOME=/tmp", "TMPDIR=/tmp", "TERM=dumb", "KUBECONFIG=" + kubeconfig}, c.Env...))},
 		{"working directory /tmp", oci.WithProcessCwd("/tmp")},
 		{fmt.Sprintf("user %d, group %d, no supplementary groups", c.User, c.User), compose(oci.WithUIDGID(c.User, c.User), withNoAdditionalGroups)},
 		{"no capabilities", withNoCapabilities},
 		{"no new privileges", oci.WithNoNewPrivileges},
-		{"containerd's default seccomp profile", seccomp.WithDefaultProfile()},
+		seccompStep,
 		{"masked and read-only /proc and /sys paths", withMaskedAndReadOnlyPaths},
 		{"only the standard devices", oci.WithDefaultUnixDevices},
-		{fmt.Sprintf("at most %d processes and threads", c.Limits.Pids), oci.WithPidsLimit(c.Limits.Pids)},
+		pidsStep,
 		{fmt.Sprintf("at most %d MiB of memory, no swap", c.Limits.MemoryMiB), withMemory(c.Limits.MemoryMiB)},
 		{fmt.Sprintf("at most %d millicores of CPU", c.Limits.CPUMillicores), oci.WithCPUCFS(c.Limits.CPUMillicores*100, 100000)},
-		{fmt.Sprintf("at most %d open files", c.Limits.NoFile), withNoFile(c.Limits.NoFile)},
+		{fmt.Sprintf("at most %d open files", c.Limits.NoFile), withRlimit("RLIMIT_NOFILE", c.Limits.NoFile)},
 		{networkStep, withNetwork(c.NetNS)},
 		{"hostname sandbox", oci.WithHostname("sandbox")},
 	}
+	if c.Isolation.gvisor() {
+		opts = append([]Option{{"kernel: gVisor's runsc " + strings.Join(runscFlags, " ") +
+			": the plugin's system calls are served by gVisor's user-space kernel, not the host's", withRunscFlags}}, opts...)
+	}
+	return opts
 }
 
 // Spec applies a profile to containerd's default Linux spec: the spec the
@@ -146,8 +172,8 @@ func withMount(m specs.Mount) oci.SpecOpts {
 	}
 }
 
-// withReadOnlyKernelMounts adds "ro" to containerd's default /proc, /dev
-// and /dev/pts (/sys has it), so that what is not "ro" is writable (see
+// withReadOnlyKernelMounts adds "ro" to containerd's default mounts at
+// paths, here /proc, /dev and /dev/pts (/sys has it), so that what is not "ro" is writable (see
 // writablePlaces). /dev and /dev/pts are root-owned 0755 anyway; a rw
 // /proc lets a process write its own entries (comm, oom_score_adj, ...),
 // which nothing here needs. runc makes /dev's nodes first and remounts it
@@ -156,21 +182,21 @@ func withMount(m specs.Mount) oci.SpecOpts {
 // makes ptys. containerd mounts no cgroup file system: /sys/fs/cgroup is
 // an empty folder of the read-only /sys. /dev/mqueue goes: POSIX message
 // queues are a writable place nothing here uses.
-func withReadOnlyKernelMounts(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-	mounts := s.Mounts[:0]
-	for _, m := range s.Mounts {
-		switch m.Destination {
-		case "/dev/mqueue":
-			continue
-		case "/proc", "/sys", "/dev", "/dev/pts":
-			if !mountedReadOnly(m) {
+func withReadOnlyKernelMounts(paths ...string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+		mounts := s.Mounts[:0]
+		for _, m := range s.Mounts {
+			if m.Destination == "/dev/mqueue" {
+				continue
+			}
+			if slices.Contains(paths, m.Destination) && !mountedReadOnly(m) {
 				m.Options = append(append([]string(nil), m.Options...), "ro")
 			}
+			mounts = append(mounts, m)
 		}
-		mounts = append(mounts, m)
+		s.Mounts = mounts
+		return nil
 	}
-	s.Mounts = mounts
-	return nil
 }
 
 // mountedReadOnly tells whether m's options end up read-only: the last
@@ -214,11 +240,46 @@ func withReadOnlyFile(source, destination string) oci.SpecOpts {
 	}})
 }
 
-func withKubeconfig(path string) oci.SpecOpts {
-	if path == "" {
+func (c Call) withKubeconfig() oci.SpecOpts {
+	if c.Kubeconfig == "" {
 		return func(context.Context, oci.Client, *containers.Container, *oci.Spec) error { return nil }
 	}
-	return compose(withMountDir(filepath.Dir(KubeconfigPath)), withReadOnlyFile(path, KubeconfigPath))
+	return compose(c.mountDir(filepath.Dir(KubeconfigPath)), withReadOnlyFile(c.Kubeconfig, KubeconfigPath))
+}
+
+// mountDir is where the call's files are bind-mounted inside: a tmpfs
+// under runc (withMountDir); under gVisor a folder of the call's own
+// (withMountFolder).
+func (c Call) mountDir(path string) oci.SpecOpts {
+	if c.Isolation.gvisor() {
+		return withMountFolder(filepath.Join(c.MountDir, filepath.Base(path)), path)
+	}
+	return withMountDir(path)
+}
+
+// withMountFolder bind-mounts the call's own empty host folder, read-only,
+// at path. gVisor's gofer makes the mount points of bind-mounted files on
+// the host, in the folder the destination's parent is there: a tmpfs at
+// path lives in gVisor's kernel only, so without this that folder would
+// be the shared image's. The backend makes the folder (see
+// callMountFolders); it is removed with the call's folder.
+func withMountFolder(source, path string) oci.SpecOpts {
+	return withMount(specs.Mount{
+		Destination: path, Type: "bind", Source: source,
+		Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
+	})
+}
+
+// callMountFolders are the host folders withMountFolder binds for c.
+func (c Call) callMountFolders() []string {
+	if !c.Isolation.gvisor() {
+		return nil
+	}
+	dirs := []string{filepath.Join(c.MountDir, filepath.Base(PluginDir))}
+	if c.Kubeconfig != "" {
+		dirs = append(dirs, filepath.Join(c.MountDir, filepath.Base(filepath.Dir(KubeconfigPath))))
+	}
+	return dirs
 }
 
 // withMountDir puts a tiny root-owned tmpfs where files are bind-mounted:
@@ -266,13 +327,52 @@ func withMemory(mib int64) oci.SpecOpts {
 	return compose(oci.WithMemoryLimit(uint64(limit)), oci.WithMemorySwap(limit))
 }
 
-func withNoFile(n uint64) oci.SpecOpts {
+// withRlimit sets one resource limit, soft and hard, in place of the
+// default's if it has one.
+func withRlimit(kind string, n uint64) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
-		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: n, Soft: n}}
+		limit := specs.POSIXRlimit{Type: kind, Hard: n, Soft: n}
+		for i := range s.Process.Rlimits {
+			if s.Process.Rlimits[i].Type == kind {
+				s.Process.Rlimits[i] = limit
+				return nil
+			}
+		}
+		s.Process.Rlimits = append(s.Process.Rlimits, limit)
 		return nil
 	}
 }
 
 func withNetwork(path string) oci.SpecOpts {
 	return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+}
+
+// deniedSyscalls are system calls containerd 1.6's default seccomp profile
+// allows but no plugin needs: io_uring reaches much of the kernel outside
+// seccomp's view (its operations are not system calls) and has been the
+// way into many kernel exploits; Docker's default profile and Google's
+// servers have dropped it too.
+var deniedSyscalls = []string{"io_uring_setup", "io_uring_enter", "io_uring_register"}
+
+// withSeccompDenying is containerd's default seccomp profile with names
+// removed from every rule that allows them, so they meet the profile's
+// default action (EPERM).
+func withSeccompDenying(names ...string) oci.SpecOpts {
+	return func(ctx context.Context, client oci.Client, ctr *containers.Container, s *specs.Spec) error {
+		if err := seccomp.WithDefaultProfile()(ctx, client, ctr, s); err != nil {
+			return err
+		}
+		rules := s.Linux.Seccomp.Syscalls[:0]
+		for _, rule := range s.Linux.Seccomp.Syscalls {
+			if rule.Action == specs.ActAllow {
+				rule.Names = slices.DeleteFunc(rule.Names, func(n string) bool { return slices.Contains(names, n) })
+				if len(rule.Names) == 0 {
+					continue
+				}
+			}
+			rules = append(rules, rule)
+		}
+		s.Linux.Seccomp.Syscalls = rules
+		return nil
+	}
 }

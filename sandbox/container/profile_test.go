@@ -11,7 +11,11 @@ import (
 )
 
 func profileCall(withCluster bool) Call {
-	cfg := Config{Rootfs: "/image", StateDir: "/state", User: 65534, Limits: testLimits}
+	return tierProfileCall(IsolationRunc, withCluster)
+}
+
+func tierProfileCall(tier Isolation, withCluster bool) Call {
+	cfg := Config{Rootfs: "/image", StateDir: "/state", User: 65534, Limits: testLimits, Isolation: tier}
 	return cfg.CallFor("CALL-ID", "/plugins/kubectl-fixture", []string{"ARGS"}, nil, withCluster)
 }
 
@@ -54,14 +58,20 @@ func TestWritablePlaces(t *testing.T) {
 // so `profile show` lists every one; containerd's other default mounts are
 // read-only and /dev/mqueue is gone.
 func TestEveryWritablePlaceIsANamedStep(t *testing.T) {
+	for _, tier := range tiers {
+		t.Run(string(tier), func(t *testing.T) { testEveryWritablePlaceIsANamedStep(t, tier) })
+	}
+}
+
+func testEveryWritablePlaceIsANamedStep(t *testing.T, tier Isolation) {
 	for _, withCluster := range []bool{false, true} {
-		call := profileCall(withCluster)
+		call := tierProfileCall(tier, withCluster)
 		spec, err := Spec(context.Background(), "kmcp-test", call)
 		if err != nil {
 			t.Fatal(err)
 		}
 		places := writablePlaces(spec)
-		if want := []string{"/dev/shm", "/tmp"}; !slices.Equal(places, want) {
+		if want := append(slices.Clone(rootOnly[tier]), "/dev/shm", "/tmp"); !slices.Equal(places, want) {
 			t.Errorf("cluster %v: writable places %q, want %q", withCluster, places, want)
 		}
 		var names []string
@@ -83,6 +93,59 @@ func TestEveryWritablePlaceIsANamedStep(t *testing.T) {
 				slices.Contains(m.Options, "nodev") && slices.Contains(m.Options, fmt.Sprintf("size=%dm", shmMiB))) {
 				t.Errorf("cluster %v: /dev/shm options %q", withCluster, m.Options)
 			}
+		}
+	}
+}
+
+// Under gVisor the profile says so first, with the flags runsc runs with,
+// and the spec carries them; the plugin's process limit is RLIMIT_NPROC
+// (gVisor's kernel counts it) below a pids cgroup for gVisor's host
+// threads; the folders files are bind-mounted into are the call's own,
+// never the shared image's (gVisor's gofer makes mount points on the host).
+func TestGVisorProfile(t *testing.T) {
+	for _, withCluster := range []bool{false, true} {
+		call := tierProfileCall(IsolationGVisor, withCluster)
+		opts := Profile(call)
+		if want := "kernel: gVisor's runsc --platform=ptrace --network=host --oci-seccomp"; !strings.HasPrefix(opts[0].Name, want) {
+			t.Errorf("first step %q, want it to start with %q", opts[0].Name, want)
+		}
+		spec, err := Spec(context.Background(), "kmcp-test", call)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := spec.Annotations[runscFlagsAnnotation]; got != strings.Join(runscFlags, " ") {
+			t.Errorf("annotation %s = %q", runscFlagsAnnotation, got)
+		}
+		if !slices.Contains(spec.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_NPROC", Hard: uint64(testLimits.Pids), Soft: uint64(testLimits.Pids)}) ||
+			!slices.Contains(spec.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Hard: testLimits.NoFile, Soft: testLimits.NoFile}) {
+			t.Errorf("rlimits %+v", spec.Process.Rlimits)
+		}
+		if got := spec.Linux.Resources.Pids.Limit; got != gvisorHostPids(testLimits.Pids) {
+			t.Errorf("pids cgroup limit %d, want %d", got, gvisorHostPids(testLimits.Pids))
+		}
+		want := map[string]string{PluginDir: "/state/calls/CALL-ID/mounts/plugin"}
+		if withCluster {
+			want["/run/kube"] = "/state/calls/CALL-ID/mounts/kube"
+		}
+		for _, m := range spec.Mounts {
+			if source, ok := want[m.Destination]; ok {
+				if m.Type != "bind" || m.Source != source || !mountedReadOnly(m) {
+					t.Errorf("%s mounted as %+v, want a read-only bind of %s", m.Destination, m, source)
+				}
+				delete(want, m.Destination)
+			}
+		}
+		if len(want) != 0 {
+			t.Errorf("not mounted: %v", want)
+		}
+		if dirs := call.callMountFolders(); len(dirs) != 1+map[bool]int{false: 0, true: 1}[withCluster] {
+			t.Errorf("mount folders %q", dirs)
+		}
+	}
+	// runc's profile has none of it.
+	for _, o := range Profile(profileCall(true)) {
+		if strings.Contains(o.Name, "gVisor") {
+			t.Errorf("runc profile step %q", o.Name)
 		}
 	}
 }
