@@ -12,6 +12,9 @@ type Health struct {
 	WasmSandbox    bool     `json:"wasm_sandbox"`
 	Clusters       []string `json:"clusters"`
 	DefaultCluster string   `json:"default_cluster"`
+	// Audit is "ok" or why audit records cannot be written; absent
+	// without an audit file.
+	Audit string `json:"audit,omitempty"`
 }
 
 // Health reports the server's state: "ok", or "shutting_down" once
@@ -32,21 +35,56 @@ func (s *Server) Health() Health {
 		WasmSandbox:    s.rt.Sandbox().Wasm,
 		Clusters:       s.clusters,
 		DefaultCluster: s.defaultCluster,
+		Audit:          s.rt.AuditState(),
 	}
 }
 
-func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+// httpHealth is what /health answers over HTTP: the server's Health and
+// how its HTTP endpoint is guarded.
+type httpHealth struct {
+	Health
+	// Auth is the authentication of /mcp, /sse and /message:
+	// "bearer_token", "oauth" or "none".
+	Auth string `json:"auth"`
+	// Warning says the endpoint is unauthenticated beyond loopback
+	// (InsecureListen).
+	Warning string `json:"warning,omitempty"`
+}
+
+// publicHealth is what /health tells a request without valid credentials
+// while authentication is on: enough for a probe (the status, and 200 or
+// 503), nothing of the plugins, tools or clusters.
+type publicHealth struct {
+	Status string `json:"status"`
+	Auth   string `json:"auth"`
+}
+
+// insecureWarning is the warning of an unauthenticated endpoint beyond
+// loopback, or "".
+func (h *httpHandler) insecureWarning() string {
+	if !h.exposed || h.s.guard.opts.authMode() != "none" {
+		return ""
+	}
+	return "the HTTP endpoint is UNAUTHENTICATED and listens beyond loopback (insecure listen): anyone who reaches it can run plugins against the clusters"
+}
+
+func (h *httpHandler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET"})
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	h := s.Health()
+	health := h.s.Health()
 	code := http.StatusOK
-	if h.Status != "ok" {
+	if health.Status != "ok" {
 		// A load balancer or readiness probe stops sending calls here.
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, h)
+	auth := h.s.guard.opts.authMode()
+	if h.s.guard.authenticate(r.Context(), r) != nil {
+		writeJSON(w, code, publicHealth{Status: health.Status, Auth: auth})
+		return
+	}
+	writeJSON(w, code, httpHealth{Health: health, Auth: auth, Warning: h.insecureWarning()})
 }

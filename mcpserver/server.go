@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/mark3labs/mcp-go/mcp"
@@ -32,6 +33,9 @@ type Options struct {
 	// read when Clusters is set; otherwise the runtime's default is used.
 	DefaultCluster string
 	Version        string
+	// HTTP guards the HTTP transports: authentication and the Origin
+	// allow list.
+	HTTP HTTPOptions
 }
 
 // Server is the MCP front end of one runtime: the plugins_* management
@@ -45,6 +49,9 @@ type Server struct {
 	version        string
 
 	resultSchema json.RawMessage // outputSchema of the tools that run plugins
+
+	guard           *guard        // Origin and authentication of the HTTP transports
+	bodyReadTimeout time.Duration // for one HTTP request body
 
 	calls    *inflight     // tools/call requests and handlers not yet done
 	stopping atomic.Bool   // Shutdown has begun
@@ -75,8 +82,13 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: %w", err)
 	}
+	g, err := newGuard(opts.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("mcpserver: %w", err)
+	}
 	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string][]byte{},
-		resultSchema: schema, calls: newInflight(), stopped: make(chan struct{})}
+		resultSchema: schema, calls: newInflight(), stopped: make(chan struct{}),
+		guard: g, bodyReadTimeout: bodyReadTimeout}
 	if opts.Clusters != nil {
 		s.clusters, s.defaultCluster = append([]string(nil), opts.Clusters...), opts.DefaultCluster
 	} else {

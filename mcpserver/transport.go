@@ -31,6 +31,18 @@ const (
 // deserves a clear tool error rather than a transport one.
 const maxMessageBytes = 8 << 20
 
+// Bounds of the HTTP server. No WriteTimeout and no http.Server
+// ReadTimeout: either would end SSE and streamable GET streams, and
+// answers to long calls (net/http cancels a request whose connection hits
+// its read deadline). A request body instead gets bodyReadTimeout to
+// arrive, set on its own connection and lifted once it is read.
+const (
+	readHeaderTimeout = 10 * time.Second
+	bodyReadTimeout   = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10 // room for a large JWT
+)
+
 // shutdownGrace is how long tool calls in flight get when a transport's
 // context ends without Shutdown: on the HTTP transports they may finish
 // within it (on stdio they are cancelled at once, as mcp-go does). After
@@ -90,17 +102,31 @@ func (s *Server) ServeHTTP(ctx context.Context, addr string) error {
 }
 
 // ServeListener is ServeHTTP on a listener the caller opened (for example
-// on port 0, to learn the port from ln.Addr()). It closes ln.
+// on port 0, to learn the port from ln.Addr()). It closes ln. It refuses
+// (CheckExposure) a listener that is not on loopback when no
+// authentication is configured and Options.HTTP does not say
+// InsecureListen.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	host := listenerHost(ln)
+	if err := CheckExposure(host, s.guard.opts); err != nil {
+		ln.Close()
+		return fmt.Errorf("serve HTTP on %s: %w", ln.Addr(), err)
+	}
 	h := s.newHTTPHandler()
+	h.exposed = host == "" || !IsLoopback(host)
 	conns := &newConns{conns: map[net.Conn]bool{}}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
 		ConnState:         conns.track,
 	}
-	s.log.Info("serving MCP over HTTP", "address", ln.Addr().String(),
+	if w := h.insecureWarning(); w != "" {
+		s.log.Warn(w, "address", ln.Addr().String())
+	}
+	s.log.Info("serving MCP over HTTP", "address", ln.Addr().String(), "auth", s.guard.opts.authMode(),
 		"streamable_http", PathStreamable, "sse", PathSSE, "health", PathHealth, "tools", len(s.Tools()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -175,23 +201,57 @@ func (c *newConns) closeNew() {
 
 // httpHandler routes the HTTP transports and the health endpoints.
 type httpHandler struct {
+	s          *Server
 	mux        *http.ServeMux
+	guarded    http.Handler // mux behind the Origin check and authentication
 	streamable *server.StreamableHTTPServer
 	sse        *server.SSEServer
+	exposed    bool // listening on more than loopback
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, maxMessageBytes)
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = newDeadlineBody(w, http.MaxBytesReader(w, r.Body, maxMessageBytes), h.s.bodyReadTimeout)
 	}
-	h.mux.ServeHTTP(w, r)
+	h.guarded.ServeHTTP(w, r)
 }
 
-// Handler returns the HTTP handler ServeHTTP serves, to mount elsewhere.
+// deadlineBody gives a request body a read deadline on its connection
+// and lifts it when the body is read, so that the answer (a stream, perhaps)
+// may take as long as it needs.
+type deadlineBody struct {
+	io.ReadCloser
+	rc   *http.ResponseController
+	done bool
+}
+
+func newDeadlineBody(w http.ResponseWriter, body io.ReadCloser, d time.Duration) io.ReadCloser {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(d)) != nil {
+		return body // not a connection of net/http's: nothing to bound
+	}
+	return &deadlineBody{ReadCloser: body, rc: rc}
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	// Only a whole body lifts the deadline: after a timeout, net/http
+	// still reads what is left of the body, and must not wait for it.
+	if err == io.EOF && !b.done {
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// Handler returns the HTTP handler ServeHTTP serves, to mount elsewhere,
+// with its Origin check and authentication. Whoever serves it decides
+// where it listens: CheckExposure says whether that needs authentication.
 func (s *Server) Handler() http.Handler { return s.newHTTPHandler() }
 
 func (s *Server) newHTTPHandler() *httpHandler {
 	h := &httpHandler{
+		s:          s,
 		mux:        http.NewServeMux(),
 		streamable: server.NewStreamableHTTPServer(s.mcp, server.WithEndpointPath(PathStreamable)),
 		sse: server.NewSSEServer(s.mcp,
@@ -206,13 +266,19 @@ func (s *Server) newHTTPHandler() *httpHandler {
 	h.mux.Handle(PathStreamable, s.trackStreamable(h.streamable))
 	h.mux.Handle(PathSSE, s.trackSSEStreams(h.sse.SSEHandler()))
 	h.mux.Handle(PathMessage, s.trackSSEMessages(h.sse.MessageHandler()))
-	h.mux.HandleFunc(PathHealth, s.serveHealth)
-	h.mux.HandleFunc(PathHealthz, s.serveHealth)
+	h.mux.HandleFunc(PathHealth, h.serveHealth)
+	h.mux.HandleFunc(PathHealthz, h.serveHealth)
+	if v := s.guard.opts.OAuth; v != nil {
+		// The subtree too: RFC 9728 appends the resource's path.
+		h.mux.HandleFunc(PathProtectedResource, v.serveMetadata)
+		h.mux.HandleFunc(PathProtectedResource+"/", v.serveMetadata)
+	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{
 			"error": fmt.Sprintf("no such endpoint %q: MCP is served at %s (streamable HTTP) and %s (SSE); health at %s", r.URL.Path, PathStreamable, PathSSE, PathHealth),
 		})
 	})
+	h.guarded = s.guard.wrap(h.mux)
 	return h
 }
 

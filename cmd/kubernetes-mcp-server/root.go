@@ -66,7 +66,73 @@ func loadConfig(cmd *cobra.Command) (*config.Config, error) {
 	if _, err := compose.Policy(cfg); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%s%w", policyOrigin(cfg, err), err)
 	}
+	if err := checkHTTPConfig(cfg); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
 	return cfg, nil
+}
+
+// checkHTTPConfig checks the server.* keys that guard HTTP and need no
+// file or network, so that config show fails on them as serving does.
+func checkHTTPConfig(cfg *config.Config) error {
+	h := cfg.HTTP
+	if err := mcpserver.CheckOrigins(h.AllowedOrigins); err != nil {
+		origin := ""
+		if v := cfg.Values()["server.allowed_origins"]; v.Origin != "" {
+			origin = v.Origin + ": "
+		}
+		return fmt.Errorf("%sserver.allowed_origins: %w", origin, err)
+	}
+	switch {
+	case (h.OAuthIssuer == "") != (h.OAuthResource == ""):
+		return fmt.Errorf("server.oauth_issuer and server.oauth_resource go together: set both for OAuth, or neither")
+	case h.OAuthIssuer == "" && (len(h.OAuthAudiences) > 0 || h.OAuthJWKSURL != "" || len(h.OAuthScopes) > 0):
+		return fmt.Errorf("server.oauth_audiences, oauth_jwks_url and oauth_scopes need server.oauth_issuer")
+	case h.AuthTokenFile != "" && h.OAuthIssuer != "":
+		return fmt.Errorf("server.auth_token_file and server.oauth_issuer exclude each other: choose a bearer token or OAuth")
+	}
+	return nil
+}
+
+// httpOptions reads what guards the HTTP transports (the token file, the
+// OAuth issuer's keys) and refuses an address beyond loopback without
+// authentication.
+func httpOptions(ctx context.Context, cfg *config.Config, log hclog.Logger) (mcpserver.HTTPOptions, error) {
+	h := cfg.HTTP
+	opts := mcpserver.HTTPOptions{InsecureListen: h.InsecureListen}
+	if len(h.AllowedOrigins) > 0 {
+		opts.AllowedOrigins = h.AllowedOrigins
+	}
+	if h.AuthTokenFile != "" {
+		token, warning, err := mcpserver.ReadTokenFile(h.AuthTokenFile)
+		if err != nil {
+			return opts, fmt.Errorf("server.auth_token_file: %w", err)
+		}
+		if warning != "" {
+			log.Warn(warning)
+		}
+		opts.Token = token
+	}
+	if h.OAuthIssuer != "" {
+		v, err := mcpserver.NewOAuthVerifier(ctx, mcpserver.OAuthOptions{
+			Issuer: h.OAuthIssuer, Resource: h.OAuthResource, Audiences: h.OAuthAudiences,
+			JWKSURL: h.OAuthJWKSURL, Scopes: h.OAuthScopes, Logger: log.Named("oauth"),
+		})
+		if err != nil {
+			return opts, fmt.Errorf("server.oauth_issuer: %w", err)
+		}
+		opts.OAuth = v
+	}
+	if err := mcpserver.CheckExposure(cfg.Server.BindAddress, opts); err != nil {
+		return opts, fmt.Errorf("%w: anyone who reaches the address could run plugins against the clusters. Set --auth-token-file FILE "+
+			"(server.auth_token_file, env PLUGINS_AUTH_TOKEN_FILE) to require a bearer token, or server.oauth_issuer and "+
+			"server.oauth_resource to require OAuth 2.1 access tokens, or keep --bind-address 127.0.0.1; "+
+			"--insecure-listen serves it without authentication anyway", err)
+	}
+	if h.InsecureListen && (opts.Token != "" || opts.OAuth != nil) {
+		log.Warn("server.insecure_listen has no effect: authentication is on")
+	}
+	return opts, nil
 }
 
 // policyOrigin names where the [plugins] key a policy error is about was
@@ -117,6 +183,12 @@ func serve(cmd *cobra.Command) error {
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
+	var httpOpts mcpserver.HTTPOptions
+	if cfg.Server.Port != 0 {
+		if httpOpts, err = httpOptions(cmd.Context(), cfg, log); err != nil {
+			return err
+		}
+	}
 	reg, err := loadClusters(cfg)
 	if err != nil {
 		return err
@@ -153,6 +225,7 @@ func serve(cmd *cobra.Command) error {
 		Clusters:       reg.Names(),
 		DefaultCluster: reg.Default(),
 		Version:        version,
+		HTTP:           httpOpts,
 	})
 	if err != nil {
 		return err
