@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -83,6 +84,9 @@ const (
 	RuleTooLarge   = "gateway.too_large"   // body or headers over the limits
 	RuleClosed     = "gateway.closed"      // the gateway was closing
 	RuleNoUpgrade  = "gateway.no_upgrade"  // the connection cannot be upgraded
+	// RuleAuditUnavailable is for an allowed request that was not
+	// forwarded because its audit record could not be written.
+	RuleAuditUnavailable = "gateway.audit_unavailable"
 	// RuleInternalError is for a panic while serving, in the Decider say.
 	RuleInternalError = "gateway.internal_error"
 )
@@ -103,8 +107,12 @@ type Config struct {
 	Decide   Decider
 	// Audit is called once per request, after its response finished. The
 	// gateway calls it from many goroutines at once.
-	Audit  func(Record)
-	Logger hclog.Logger
+	Audit func(Record)
+	// AuditReady, when set, is asked before an allowed request is
+	// forwarded; an error means its record could not be written, and the
+	// request is refused (503, rule gateway.audit_unavailable) instead.
+	AuditReady func() error
+	Logger     hclog.Logger
 }
 
 // Gateway is one call's API gateway. Use Handler in process, or Serve on
@@ -204,12 +212,45 @@ func upstreamURL(cfg *rest.Config) (*url.URL, error) {
 
 func (g *Gateway) newProxy(transport http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
-		Rewrite:       g.rewrite,
-		Transport:     transport,
-		FlushInterval: -1,
-		ErrorLog:      g.log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
-		ErrorHandler:  g.upstreamError,
+		Rewrite:        g.rewrite,
+		Transport:      transport,
+		FlushInterval:  -1,
+		ErrorLog:       g.log.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+		ErrorHandler:   g.upstreamError,
+		ModifyResponse: g.watchBody,
 	}
+}
+
+// recorderKey carries a request's recorder to watchBody.
+type recorderKey struct{}
+
+// watchBody notes on the request's recorder why the cluster's response
+// body ended early, if it does: served in process (wasm) httputil drops
+// that error silently, and the record must say the response was cut short.
+func (g *Gateway) watchBody(resp *http.Response) error {
+	rw, _ := resp.Request.Context().Value(recorderKey{}).(*recorder)
+	if rw == nil || resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil {
+		return nil
+	}
+	resp.Body = &bodyWatch{ReadCloser: resp.Body, rw: rw, cluster: g.cfg.Cluster}
+	return nil
+}
+
+type bodyWatch struct {
+	io.ReadCloser
+	rw      *recorder
+	cluster string
+}
+
+func (b *bodyWatch) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.rw.failure == "" {
+		b.rw.failure = fmt.Sprintf("the response of cluster %q was cut short: %v", b.cluster, err)
+		if errors.Is(err, context.Canceled) {
+			b.rw.failure = fmt.Sprintf("the response of cluster %q was cut short: the plugin went away or its call ended", b.cluster)
+		}
+	}
+	return n, err
 }
 
 // Handler is the gateway's HTTP handler, for serving in process. An
@@ -385,6 +426,14 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(rw, http.StatusBadRequest, metav1.StatusReasonBadRequest, rec.Reason, nil)
 		return
 	}
+	if g.cfg.AuditReady != nil {
+		if err := g.cfg.AuditReady(); err != nil {
+			// Fail closed: what cannot be audited does not reach the cluster.
+			rec.Rule, rec.Reason = RuleAuditUnavailable, "not forwarded: "+err.Error()
+			writeStatus(rw, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the server cannot audit this request, so it was not forwarded: "+err.Error(), nil)
+			return
+		}
+	}
 	rec.Decision = Allow
 
 	if r.Body != nil && r.Body != http.NoBody {
@@ -396,7 +445,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(g.ctx, cancel)
 	defer stop()
-	out := r.WithContext(ctx)
+	out := r.WithContext(context.WithValue(ctx, recorderKey{}, rw))
 	if upgrade {
 		rw.done = ctx
 		g.upgrade.ServeHTTP(rw, out)

@@ -106,6 +106,9 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if reg == nil {
 		reg = clusters.Empty()
 	}
+	if err := checkRuntimeBinary(cfg, opts.Backends); err != nil {
+		return nil, err
+	}
 	audit, err := openAudit(cfg.Audit.File, log.Named("audit"))
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/gateway"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
@@ -64,7 +65,9 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 		// Cancelled while waiting: nothing ran, and the caller asked for it.
 		res.Status, res.ExitCode = StatusCancelled, -1
 		res.Message = r.finalMessage(fmt.Sprintf("cancelled while waiting for one of %d call slots; the plugin did not run", r.cfg.Plugins.MaxConcurrent))
-		r.audit.call(res, call.Args) // audited, but not counted as a run
+		if err := r.audit.call(res, call.Args); err != nil { // audited, but not counted as a run
+			auditFailed(res, err)
+		}
 		log.Info("call cancelled while it waited for a slot")
 		return res, nil
 	}
@@ -125,6 +128,12 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 		res.Truncated = true
 		res.Message = fmt.Sprintf("output truncated: %d bytes beyond the %d-byte cap per stream were dropped", dropped, r.cfg.Plugins.MaxOutput)
 	}
+	if n, why := notAudited(res.APIRequests); n > 0 {
+		res.Message = join(res.Message, fmt.Sprintf("API requests not forwarded because they could not be audited: %d (%s)", n, why))
+	}
+	if n, why := unanswered(res.APIRequests); n > 0 {
+		res.Message = join(res.Message, fmt.Sprintf("API requests that did not complete: %d (%s)", n, why))
+	}
 	switch {
 	case runErr != nil:
 		res.Status, res.ExitCode = StatusFailed, -1
@@ -150,7 +159,51 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	if res.Status != StatusCancelled || r.base.Err() == nil {
 		res.Message = r.finalMessage(res.Message)
 	}
+	if err := records.auditErr(); err != nil {
+		auditFailed(res, err)
+	}
 	return r.finish(res, call, log), nil
+}
+
+// auditFailed makes a call whose audit records are not all on disk a
+// failure that says so, never a silent success; its unaudited output is
+// withheld (the server's log holds the records that were not written).
+func auditFailed(res *Result, err error) {
+	res.Status, res.Output, res.Error = StatusFailed, "", ""
+	msg := fmt.Sprintf("%v; the plugin's output is withheld", err)
+	if res.Message != "" {
+		msg += "; " + res.Message
+	}
+	res.Message = msg
+}
+
+// unanswered counts the allowed requests that failed on the way to or
+// from the cluster (down, stalled, cut short, garbage), and says why the
+// first one did.
+func unanswered(records []gateway.Record) (n int, why string) {
+	for _, rec := range records {
+		if rec.Decision == gateway.Allow && rec.Reason != "" {
+			if n == 0 {
+				why = rec.Reason
+			}
+			n++
+		}
+	}
+	return n, why
+}
+
+// notAudited counts the requests the gateway refused for want of an audit
+// record, and says why the first one was.
+func notAudited(records []gateway.Record) (n int, why string) {
+	for _, rec := range records {
+		if rec.Rule == gateway.RuleAuditUnavailable {
+			if n == 0 {
+				why = rec.Reason
+			}
+			n++
+		}
+	}
+	return n, why
 }
 
 // finalMessage adds, during a shutdown, that the server is shutting down.
@@ -164,7 +217,9 @@ func (r *Runtime) finalMessage(msg string) string {
 // finish records and audits a call that reached the point of running.
 func (r *Runtime) finish(res *Result, call Call, log hclog.Logger) *Result {
 	r.record(res.Plugin, res)
-	r.audit.call(res, call.Args)
+	if err := r.audit.call(res, call.Args); err != nil {
+		auditFailed(res, err)
+	}
 	log.Info("call finished", "status", res.Status, "exit_code", res.ExitCode, "duration_ms", res.DurationMS, "truncated", res.Truncated)
 	return res
 }
@@ -230,16 +285,52 @@ func (r *Runtime) gatewayFor(callID, plugin string, cluster *clusters.Cluster, r
 		},
 		Audit: func(rec gateway.Record) {
 			records.add(rec)
-			r.audit.request(rec)
+			if err := r.audit.request(rec); err != nil {
+				records.fail(err)
+			}
 		},
-		Logger: r.log.Named("gateway"),
+		AuditReady: r.audit.ready,
+		Logger:     r.log.Named("gateway"),
 	})
+}
+
+// checkRuntimeBinary refuses to start the container sandbox with a
+// sandbox.runtime_binary that is not an executable file: every call would
+// fail, late and in containerd's words.
+func checkRuntimeBinary(cfg *config.Config, backends sandbox.Backends) error {
+	bin := cfg.Sandbox.RuntimeBinary
+	if bin == "" || backends.Native == nil || backends.Native.Name() != "container" {
+		return nil
+	}
+	st, err := os.Stat(bin)
+	switch {
+	case err != nil:
+		return fmt.Errorf("sandbox.runtime_binary: the OCI runtime %w", err)
+	case !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("sandbox.runtime_binary: the OCI runtime %s is not an executable file", bin)
+	}
+	return nil
 }
 
 // recordList collects a call's audit records as the gateway emits them.
 type recordList struct {
 	mu      sync.Mutex
 	records []gateway.Record
+	err     error // the first record that could not be written
+}
+
+func (l *recordList) fail(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		l.err = err
+	}
+}
+
+func (l *recordList) auditErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 func (l *recordList) add(rec gateway.Record) {

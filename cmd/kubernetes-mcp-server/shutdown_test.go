@@ -357,3 +357,151 @@ func testShutdown(t *testing.T, backend, transport string) {
 		}
 	}
 }
+
+// SIGTERM with WebAssembly calls in flight, on every transport: the guest
+// that finishes within the grace period gets ok, the two that outlast it
+// are stopped and get cancelled, each result says the server is shutting
+// down, a call sent meanwhile is refused, the process exits 0, every call
+// has one audit line with its result's status, and no guest folder is
+// left.
+func TestE2EShutdownWithWasmCallsInFlight(t *testing.T) {
+	for _, transport := range []string{"stdio", "streamable", "sse"} {
+		t.Run(transport, func(t *testing.T) { testShutdownWasm(t, transport) })
+	}
+}
+
+func testShutdownWasm(t *testing.T, transport string) {
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
+	e := newE2E(t, "none", fmt.Sprintf("\n[server]\nshutdown_grace = %q\n\n[audit]\nfile = %q\n", stopGrace.String(), audit))
+	copyFile(t, testenv.WasmGuest(t, "cmd/kubernetes-mcp-server/testdata/wasmsleeper", "newsleep"), filepath.Join(e.dir, "kubectl-newsleep.wasm"), 0o644)
+	// Guests' folders go here, so that what is left is this server's.
+	tmp := t.TempDir()
+	e.env = append(e.env, "TMPDIR="+tmp)
+	p, s := startStopServer(t, e, transport)
+
+	n := time.Now().UnixNano() % 1000000
+	short, long1, long2 := fmt.Sprintf("2.%06d", n), fmt.Sprintf("120.%06d", n), fmt.Sprintf("121.%06d", n)
+	calls := map[string]<-chan callOutcome{}
+	for _, d := range []string{short, long1, long2} {
+		ch := make(chan callOutcome, 1)
+		calls[d] = ch
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "plugins_execute",
+				Arguments: map[string]any{"plugin": "newsleep", "args": []string{d}}})
+			o := callOutcome{res: res, err: err}
+			if err == nil && res.StructuredContent != nil {
+				data, _ := json.Marshal(res.StructuredContent)
+				json.Unmarshal(data, &o.r)
+			}
+			ch <- o
+		}()
+	}
+	// Each guest asks its gateway for a namespace named after it: the
+	// server's log shows it once the guest runs.
+	for _, d := range []string{short, long1, long2} {
+		marker := "sleep-" + strings.ReplaceAll(d, ".", "-")
+		waitFor(t, func() bool {
+			data, _ := os.ReadFile(p.log)
+			return strings.Contains(string(data), marker)
+		}, "the guest sleeping "+d)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+
+	late := map[string]bool{}
+	refused := false
+	for deadline := time.Now().Add(stopGrace); !refused && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		res, r := call(t, s, context.Background(), "plugins_execute", map[string]any{"plugin": "newsleep", "args": []string{"0"}})
+		switch {
+		case r.Status == "refused":
+			refused = true
+			if !res.IsError || !strings.Contains(r.Message, "shutting down") {
+				t.Errorf("the refusal of a call during the shutdown: %+v\n%s", r, text(res))
+			}
+		case r.CallID != "":
+			late[r.CallID] = true
+		default:
+			t.Fatalf("a call during the shutdown: %+v\n%s", r, text(res))
+		}
+	}
+	if !refused {
+		t.Errorf("no call sent after SIGTERM was refused within the grace period")
+	}
+
+	ids := map[string]callResult{}
+	for _, d := range []string{short, long1, long2} {
+		var o callOutcome
+		select {
+		case o = <-calls[d]:
+		case <-time.After(stopGrace + 30*time.Second):
+			t.Fatalf("no result for the guest sleeping %s", d)
+		}
+		if o.err != nil {
+			t.Fatalf("the guest sleeping %s: %v", d, o.err)
+		}
+		want, isError := "cancelled", true
+		if d == short {
+			want, isError = "ok", false
+		}
+		if o.r.Status != want || o.res.IsError != isError || o.r.CallID == "" || o.r.Sandbox != "wasm" ||
+			!strings.Contains(o.r.Message, "shutting down") || !strings.Contains(text(o.res), "shutting down") {
+			t.Errorf("the guest sleeping %s: isError %v, %+v, want status %s saying the server is shutting down\n%s", d, o.res.IsError, o.r, want, text(o.res))
+		}
+		if d == short && !strings.Contains(o.r.Output, "end ") {
+			t.Errorf("the short guest did not finish: %q", o.r.Output)
+		}
+		ids[o.r.CallID] = o.r
+	}
+	if code := p.exitCode(t, stopGrace+60*time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, entry := range entries {
+		if strings.HasPrefix(entry.Name(), "kmcp-wasm-") {
+			t.Errorf("a guest's folder is left: %s", entry.Name())
+		}
+	}
+
+	data, err := os.ReadFile(audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) == 0 || data[len(data)-1] != '\n' {
+		t.Errorf("the audit file does not end with a whole line: %q", data)
+	}
+	audited := map[string]int{}
+	for _, raw := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(raw), &fields); err != nil {
+			t.Errorf("audit line is not JSON: %v: %s", err, raw)
+			continue
+		}
+		if fields["type"] != "call" {
+			continue
+		}
+		var line struct {
+			CallID string `json:"call_id"`
+			Status string `json:"status"`
+		}
+		json.Unmarshal([]byte(raw), &line)
+		audited[line.CallID]++
+		switch r, inFlight := ids[line.CallID]; {
+		case inFlight && line.Status != r.Status:
+			t.Errorf("audit of call %s: status %q, its result %q", line.CallID, line.Status, r.Status)
+		case !inFlight && !late[line.CallID]:
+			t.Errorf("audit of a call nobody made: %s", raw)
+		}
+	}
+	for id := range ids {
+		if audited[id] != 1 {
+			t.Errorf("call %s has %d audit lines, want 1", id, audited[id])
+		}
+	}
+}
