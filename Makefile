@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/kubernetes-mcp-server
 ARGS     ?=
 
-.PHONY: all build run test test-deps images examples vet staticcheck fmt-check clean bench fuzz
+.PHONY: all build run test test-deps images examples vet staticcheck fmt-check clean bench fuzz security-report
 
 all: build
 
@@ -51,6 +51,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzPluginName$$' -fuzztime $(FUZZTIME) ./internal/pluginname
 	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./config
+
+# Runs the escape suite on every tier and writes SECURITY-REPORT.md and
+# the table at the end of SECURITY.md (hack/security-report.sh). The same
+# suite runs in `make test`.
+security-report: test-deps
+	GO=$(GO) hack/security-report.sh
 
 vet:
 	$(GO) vet ./...

@@ -100,7 +100,7 @@ var cases = []escapeCase{
 		on: nativeTiers, action: "write", args: fixed("/proc/sys/kernel/hostname", "/proc/sys/vm/drop_caches", "/proc/sysrq-trigger", "/sys/kernel/mm/transparent_hugepage/enabled", "/sys/class/net/lo/mtu")},
 	{category: "filesystem", name: "write to cgroup files (limits, cgroup.procs, release_agent)", expect: "every write fails",
 		on: nativeTiers, action: "cgroup-write", args: fixed()},
-	{category: "filesystem", name: "make and open device nodes", expect: "mknod fails; host devices do not exist or do not open",
+	{category: "filesystem", name: "make and open device nodes", expect: "mknod fails, or the node opens or reads nothing; the host's devices do not exist or do not open; no FUSE mount",
 		on: nativeTiers, action: "mknod", args: fixed()},
 	{category: "filesystem", name: "gain root through a setuid program", expect: "setuid programs run with the plugin's uid",
 		on: nativeTiers, action: "setuid-exec", args: fixed()},
@@ -392,7 +392,11 @@ func unprivileged(h *harness, r *runtime.Result) []string {
 	want := map[string]string{"Uid": "65534,65534,65534,65534", "Gid": "65534,65534,65534,65534", "CapPrm": "0000000000000000",
 		"CapEff": "0000000000000000", "CapBnd": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1"}
 	for k, v := range want {
-		if got := resultValue(r, k); got != v {
+		got := resultValue(r, k)
+		if got == "" && k == "CapAmb" && h.tier.name == "gvisor" {
+			continue // gVisor's status has no ambient line, and gVisor has no ambient capabilities to show
+		}
+		if got != v {
 			p = append(p, fmt.Sprintf("%s is %q, want %q", k, got, v))
 		}
 	}

@@ -160,7 +160,7 @@ func TestPluginFileAttacksAreRefused(t *testing.T) {
 						t.Errorf("%s on %s did not hold: %s", a.name, tr.name, strings.Join(problems, "; "))
 						observed = strings.Join(problems, "; ")
 					}
-					record(reportRow{Category: "plugin files", Case: a.name, Tier: tr.name, Expected: a.expect, Observed: observed, Held: len(problems) == 0})
+					record(reportRow{Category: "plugin files", Case: a.name, Tier: tr.name, Expected: a.expect, Observed: h.named(observed), Held: len(problems) == 0})
 				})
 			}
 		})

@@ -159,6 +159,7 @@ type harness struct {
 	configFile string
 	auditFile  string
 	stateDir   string
+	namespace  string // the containerd namespace of its containers
 	marker     string // in the argv of every process a case leaves behind
 }
 
@@ -205,7 +206,14 @@ const executionTimeout = 8 * time.Second
 
 func newHarness(t *testing.T, tr tier, tg *targets, extraTOML string) *harness {
 	t.Helper()
-	h := &harness{tier: tr, tg: tg, marker: "kmcp-escape-marker-" + tr.name + "-" + randomHex(4)}
+	return newHarnessWith(t, tr, tg, extraTOML, executionTimeout, "")
+}
+
+// newHarnessWith is newHarness with the calls' time limit, and a suffix
+// for its containerd namespace when two harnesses of a tier run at once.
+func newHarnessWith(t *testing.T, tr tier, tg *targets, extraTOML string, timeout time.Duration, suffix string) *harness {
+	t.Helper()
+	h := &harness{tier: tr, tg: tg, marker: "kmcp-escape-marker-" + tr.name + "-" + randomHex(4), namespace: "kmcp-escape-" + tr.name + suffix}
 	dir := t.TempDir()
 	h.dir = dir
 	built := hostilePlugin(t, tr.native)
@@ -213,11 +221,11 @@ func newHarness(t *testing.T, tr tier, tg *targets, extraTOML string) *harness {
 	copyFile(t, built, h.pluginFile)
 	h.auditFile = filepath.Join(t.TempDir(), "audit.jsonl")
 	h.configFile = filepath.Join(t.TempDir(), "config.toml")
-	name := "kmcp-escape-" + tr.name
 	toml := fmt.Sprintf(`
 [plugins]
 plugin_paths = [%q]
 allow_any_plugin = true
+auto_discovery = false
 execution_timeout = %q
 max_concurrent = 4
 max_output = 65536
@@ -235,8 +243,8 @@ default_cluster = "alpha"
 
 [audit]
 file = %q
-%s`, dir, executionTimeout.String(), extraTOML, tg.clusters.All[0].Namespace, tg.clusters.KubeconfigDir, h.auditFile,
-		testenv.SandboxTOML(t, tr.backend, name))
+%s`, dir, timeout.String(), extraTOML, tg.clusters.All[0].Namespace, tg.clusters.KubeconfigDir, h.auditFile,
+		testenv.SandboxTOML(t, tr.backend, h.namespace))
 	os.WriteFile(h.configFile, []byte(toml), 0o600)
 	cfg, err := config.Load(config.Options{File: h.configFile, LookupEnv: func(string) (string, bool) { return "", false }})
 	if err != nil {

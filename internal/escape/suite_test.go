@@ -51,6 +51,7 @@ func (h *harness) run(t *testing.T, c escapeCase) {
 	} else {
 		problems, observed = h.judge(c, res)
 	}
+	observed = h.named(observed)
 	held := len(problems) == 0
 	if !held {
 		t.Errorf("%s on %s did not hold: %s\nexpected: %s\nstatus %s %s\noutput:\n%s\nerror:\n%s", c.name, h.tier.name,
@@ -109,4 +110,10 @@ func clip(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// named puts names for the suite's host paths, which change every run.
+func (h *harness) named(s string) string {
+	return strings.NewReplacer(h.configFile, "<server config>", h.auditFile, "<audit file>", h.pluginFile, "<plugin file>",
+		h.tg.canary, "<host canary>", h.tg.clusters.KubeconfigDir, "<kubeconfig folder>", h.dir, "<plugin folder>").Replace(s)
 }

@@ -400,9 +400,16 @@ func status([]string) {
 			continue
 		}
 		switch k {
-		case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
+		case "Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "Seccomp":
 			result(k, strings.Join(strings.Fields(v), ","))
 		}
+	}
+	// gVisor's /proc/self/status has no NoNewPrivs line: ask the kernel.
+	nnp, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+	if err != nil {
+		result("NoNewPrivs", err)
+	} else {
+		result("NoNewPrivs", nnp)
 	}
 	blocked("privileges", "reported")
 }
@@ -471,15 +478,48 @@ func execFrom(args []string) {
 	attempt("run a program from "+args[0], exec.Command(p, "--help").Run())
 }
 
+// mknod makes device nodes of the host's memory and disk and opens them,
+// and opens the host's devices by name. A node that can be made but opens
+// nothing (gVisor's kernel has no such device) is not a way out.
 func mknod([]string) {
-	attempt("mknod /tmp/mem (char 1,1)", unix.Mknod("/tmp/mem", unix.S_IFCHR|0o600, int(unix.Mkdev(1, 1))))
-	attempt("mknod /tmp/sda (block 8,0)", unix.Mknod("/tmp/sda", unix.S_IFBLK|0o600, int(unix.Mkdev(8, 0))))
+	for _, n := range []struct {
+		path, what string
+		mode       uint32
+		dev        uint64
+	}{
+		{"/tmp/mem", "char 1,1: memory", unix.S_IFCHR, unix.Mkdev(1, 1)},
+		{"/tmp/sda", "block 8,0: a disk", unix.S_IFBLK, unix.Mkdev(8, 0)},
+	} {
+		if err := unix.Mknod(n.path, n.mode|0o600, int(n.dev)); err != nil {
+			blocked("mknod "+n.path+" ("+n.what+")", err)
+			continue
+		}
+		f, err := os.Open(n.path)
+		if err != nil {
+			blocked("open a device node made in the sandbox ("+n.what+")", err)
+			continue
+		}
+		buf := make([]byte, 16)
+		_, err = f.Read(buf)
+		f.Close()
+		attempt("read a device node made in the sandbox ("+n.what+")", err)
+	}
 	for _, dev := range []string{"/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/sda", "/dev/vda", "/dev/nvme0n1", "/dev/loop0", "/dev/fuse"} {
 		f, err := os.OpenFile(dev, os.O_RDWR, 0)
-		if err == nil {
-			f.Close()
+		if err != nil {
+			blocked("open "+dev, err)
+			continue
 		}
-		attempt("open "+dev, err)
+		if dev == "/dev/fuse" {
+			// gVisor's kernel has a FUSE device of its own; what matters is
+			// that no FUSE filesystem can be mounted with it.
+			os.MkdirAll("/tmp/fuse", 0o755)
+			opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=65534,group_id=65534", f.Fd())
+			attempt("mount a FUSE filesystem", unix.Mount("fuse", "/tmp/fuse", "fuse", 0, opts))
+		} else {
+			breach("open "+dev, "opened")
+		}
+		f.Close()
 	}
 }
 
