@@ -54,9 +54,14 @@ var actions = map[string]action{
 	"env":        func([]string) { fmt.Println(strings.Join(os.Environ(), "\n")); blocked("environment", "printed") },
 	"tmp-fill":   tmpFill,
 	"flood":      flood,
+	"sleep": func(args []string) {
+		d, _ := time.ParseDuration(args[0])
+		time.Sleep(d)
+		blocked("sleep", "woke after "+args[0])
+	},
 	"spin": func([]string) {
 		blocked("spin", "started")
-		for {
+		for n := 0; ; n++ { // busy, never ending
 		}
 	},
 	"fd-exhaust":  fdExhaust,
@@ -320,5 +325,3 @@ func httpRequest(args []string) {
 func readResponse(r io.Reader) (*http.Response, error) {
 	return http.ReadResponse(bufio.NewReader(r), nil)
 }
-
-var _ = time.Second
