@@ -21,6 +21,7 @@ tmp=$(mktemp)
 awk -v s="$start" -v e="$end" -v f="$report" '
 	$0 == s { print; while ((getline line < f) > 0) if (line !~ /^# /) print line; skip = 1; next }
 	$0 == e { skip = 0 }
-	!skip { print }' SECURITY.md >"$tmp" && mv "$tmp" SECURITY.md
+	!skip { print }' SECURITY.md >"$tmp" && cat "$tmp" >SECURITY.md # keeps the file's mode
+rm -f "$tmp"
 echo "security-report: $report and SECURITY.md written" >&2
 exit $status

@@ -365,18 +365,28 @@ func testShutdown(t *testing.T, backend, transport string) {
 // has one audit line with its result's status, and no guest folder is
 // left.
 func TestE2EShutdownWithWasmCallsInFlight(t *testing.T) {
+	// One compilation cache for the three servers, filled before the first
+	// starts: compiling the guest cold on a loaded machine can take longer
+	// than a server start may.
+	cache := t.TempDir()
 	for _, transport := range []string{"stdio", "streamable", "sse"} {
-		t.Run(transport, func(t *testing.T) { testShutdownWasm(t, transport) })
+		t.Run(transport, func(t *testing.T) { testShutdownWasm(t, transport, cache) })
 	}
 }
 
-func testShutdownWasm(t *testing.T, transport string) {
+func testShutdownWasm(t *testing.T, transport, cache string) {
 	audit := filepath.Join(t.TempDir(), "audit.jsonl")
 	e := newE2E(t, "none", fmt.Sprintf("\n[server]\nshutdown_grace = %q\n\n[audit]\nfile = %q\n", stopGrace.String(), audit))
 	copyFile(t, testenv.WasmGuest(t, "cmd/kubernetes-mcp-server/testdata/wasmsleeper", "newsleep"), filepath.Join(e.dir, "kubectl-newsleep.wasm"), 0o644)
 	// Guests' folders go here, so that what is left is this server's.
 	tmp := t.TempDir()
-	e.env = append(e.env, "TMPDIR="+tmp)
+	e.env = append(e.env, "TMPDIR="+tmp, "XDG_CACHE_HOME="+cache) // the last of a name wins
+	// Discovery compiles the guest into the cache, untimed.
+	list := exec.Command(binary, "--config", e.config, "plugins", "list")
+	list.Env = e.env
+	if out, err := list.CombinedOutput(); err != nil || !strings.Contains(string(out), "newsleep") {
+		t.Fatalf("plugins list: %v\n%s", err, out)
+	}
 	p, s := startStopServer(t, e, transport)
 
 	n := time.Now().UnixNano() % 1000000
