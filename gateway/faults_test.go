@@ -3,21 +3,14 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	goruntime "runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,83 +93,6 @@ func restConfigFor(g *Gateway, addr string) (*rest.Config, error) {
 	return &rest.Config{Host: "https://" + addr, TLSClientConfig: rest.TLSClientConfig{CAData: g.CAPEM()}}, nil
 }
 
-// upstreamFault is a cluster that misbehaves: the fault under test.
-type upstreamFault struct {
-	url   string
-	l     net.Listener
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startUpstreamFault(t *testing.T, useTLS bool, serve func(net.Conn)) *upstreamFault {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if useTLS {
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{faultCert(t)}, NextProtos: []string{"http/1.1"}})
-	}
-	f := &upstreamFault{url: "https://" + l.Addr().String(), l: l, conns: map[net.Conn]struct{}{}}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			f.mu.Lock()
-			f.conns[c] = struct{}{}
-			f.mu.Unlock()
-			f.wg.Add(1)
-			go func() {
-				defer f.wg.Done()
-				defer func() {
-					c.Close()
-					f.mu.Lock()
-					delete(f.conns, c)
-					f.mu.Unlock()
-				}()
-				if tc, ok := c.(*tls.Conn); ok && tc.Handshake() != nil {
-					return
-				}
-				serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		f.mu.Lock()
-		for c := range f.conns {
-			c.Close()
-		}
-		f.mu.Unlock()
-		f.wg.Wait()
-	})
-	return f
-}
-
-func (f *upstreamFault) open() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.conns)
-}
-
-func faultCert(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fault"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 func readHead(c net.Conn) bool {
 	req, err := http.ReadRequest(bufio.NewReader(c))
 	if err == nil {
@@ -199,21 +115,21 @@ func TestAGatewayOverAFaultyClusterAnswersAndLeaksNothing(t *testing.T) {
 	}
 	down := "https://" + l.Addr().String()
 	l.Close()
-	faults := map[string]*upstreamFault{
-		"notls": startUpstreamFault(t, false, func(c net.Conn) { io.WriteString(c, "\x00\x01\x02garbage, not TLS\r\n") }),
-		"garbage": startUpstreamFault(t, true, func(c net.Conn) {
+	faults := map[string]*testenv.FaultServer{
+		"notls": testenv.StartFault(t, false, func(c net.Conn) { io.WriteString(c, "\x00\x01\x02garbage, not TLS\r\n") }),
+		"garbage": testenv.StartFault(t, true, func(c net.Conn) {
 			if readHead(c) {
 				io.WriteString(c, "\x00\x01\x02 this is not HTTP\r\n\r\n")
 			}
 		}),
-		"stall": startUpstreamFault(t, true, func(c net.Conn) { io.Copy(io.Discard, c) }),
-		"headers": startUpstreamFault(t, true, func(c net.Conn) {
+		"stall": testenv.StartFault(t, true, func(c net.Conn) { io.Copy(io.Discard, c) }),
+		"headers": testenv.StartFault(t, true, func(c net.Conn) {
 			if readHead(c) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"kind\":")
 				io.Copy(io.Discard, c)
 			}
 		}),
-		"malformed": startUpstreamFault(t, true, func(c net.Conn) {
+		"malformed": testenv.StartFault(t, true, func(c net.Conn) {
 			if readHead(c) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\nConnection: close\r\n\r\n{not json")
 			}
@@ -221,7 +137,7 @@ func TestAGatewayOverAFaultyClusterAnswersAndLeaksNothing(t *testing.T) {
 	}
 	urls := map[string]string{"down": down}
 	for name, f := range faults {
-		urls[name] = f.url
+		urls[name] = f.URL
 	}
 	type want struct {
 		status int    // what the plugin gets; 0: it gives up first
@@ -289,9 +205,9 @@ func TestAGatewayOverAFaultyClusterAnswersAndLeaksNothing(t *testing.T) {
 				t.Errorf("%s: the plugin's 502 does not say why: %q", name, body)
 			}
 			if f := faults[name]; f != nil {
-				for deadline := time.Now().Add(5 * time.Second); f.open() > 0; time.Sleep(20 * time.Millisecond) {
+				for deadline := time.Now().Add(5 * time.Second); f.Open() > 0; time.Sleep(20 * time.Millisecond) {
 					if time.Now().After(deadline) {
-						t.Errorf("%s: %d connections to the cluster open after Close", name, f.open())
+						t.Errorf("%s: %d connections to the cluster open after Close", name, f.Open())
 						break
 					}
 				}

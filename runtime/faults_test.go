@@ -3,24 +3,16 @@ package runtime
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,100 +36,16 @@ func init() {
 	fixtures["kubectl-kpost"] = `kubectl create --raw "$1" -f -`
 }
 
-// faultServer is an upstream "cluster" that misbehaves in one way: the
-// fault under test. It counts the connections it still holds open.
-type faultServer struct {
-	url   string
-	l     net.Listener
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-// startFault listens on loopback; with useTLS it completes a TLS handshake
-// (HTTP/1.1 only) before serve gets the connection.
-func startFault(t *testing.T, useTLS bool, serve func(net.Conn)) *faultServer {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if useTLS {
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, NextProtos: []string{"http/1.1"}})
-	}
-	s := &faultServer{url: "https://" + l.Addr().String(), l: l, conns: map[net.Conn]struct{}{}}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns[c] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() {
-					c.Close()
-					s.mu.Lock()
-					delete(s.conns, c)
-					s.mu.Unlock()
-				}()
-				if tc, ok := c.(*tls.Conn); ok && tc.Handshake() != nil {
-					return
-				}
-				serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(s.close)
-	return s
-}
-
-func (s *faultServer) open() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
-}
-
-// cut closes the listener and every connection: the cluster is gone.
-func (s *faultServer) close() {
-	s.l.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
 // waitClosed fails unless every connection to s is closed within 5s: the
 // gateway keeps nothing open to a cluster that misbehaved.
-func (s *faultServer) waitClosed(t *testing.T, what string) {
+func waitClosed(t *testing.T, s *testenv.FaultServer, what string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); s.open() > 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); s.Open() > 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Errorf("%s: %d connections to the cluster still open 5s after the call", what, s.open())
+			t.Errorf("%s: %d connections to the cluster still open 5s after the call", what, s.Open())
 			return
 		}
 	}
-}
-
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fault"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // readRequest reads one request head off c and returns false if none came.
@@ -155,12 +63,12 @@ func readRequest(c net.Conn) (*bufio.Reader, bool) {
 // its own beside the real alpha and beta.
 type faults struct {
 	dir     string
-	servers map[string]*faultServer
+	servers map[string]*testenv.FaultServer
 }
 
 func startFaults(t *testing.T, e *env) *faults {
 	t.Helper()
-	f := &faults{dir: t.TempDir(), servers: map[string]*faultServer{}}
+	f := &faults{dir: t.TempDir(), servers: map[string]*testenv.FaultServer{}}
 	// A closed port: nothing listens.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -169,26 +77,26 @@ func startFaults(t *testing.T, e *env) *faults {
 	down := "https://" + l.Addr().String()
 	l.Close()
 	// Accepts, shakes hands, then never answers.
-	f.servers["stall"] = startFault(t, true, func(c net.Conn) { io.Copy(io.Discard, c) })
+	f.servers["stall"] = testenv.StartFault(t, true, func(c net.Conn) { io.Copy(io.Discard, c) })
 	// Answers with headers and the start of a body, then stalls.
-	f.servers["headers"] = startFault(t, true, func(c net.Conn) {
+	f.servers["headers"] = testenv.StartFault(t, true, func(c net.Conn) {
 		if _, ok := readRequest(c); ok {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"kind\":\"PodList\",")
 			io.Copy(io.Discard, c)
 		}
 	})
 	// Answers a TLS handshake with bytes that are not TLS.
-	f.servers["notls"] = startFault(t, false, func(c net.Conn) {
+	f.servers["notls"] = testenv.StartFault(t, false, func(c net.Conn) {
 		io.WriteString(c, "\x00\x01\x02garbage, not TLS\r\n")
 	})
 	// Speaks TLS, then answers with bytes that are not HTTP.
-	f.servers["garbage"] = startFault(t, true, func(c net.Conn) {
+	f.servers["garbage"] = testenv.StartFault(t, true, func(c net.Conn) {
 		if _, ok := readRequest(c); ok {
 			io.WriteString(c, "\x00\x01\x02 this is not HTTP at all\r\n\r\n")
 		}
 	})
 	// A well-formed 200 whose body is not what it claims: the plugin's problem.
-	f.servers["malformed"] = startFault(t, true, func(c net.Conn) {
+	f.servers["malformed"] = testenv.StartFault(t, true, func(c net.Conn) {
 		if _, ok := readRequest(c); ok {
 			body := "{not json"
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
@@ -196,7 +104,7 @@ func startFaults(t *testing.T, e *env) *faults {
 	})
 	servers := map[string]string{"down": down}
 	for name, s := range f.servers {
-		servers[name] = s.url
+		servers[name] = s.URL
 	}
 	for name, server := range servers {
 		cfg := clientcmdapi.NewConfig()
@@ -230,12 +138,12 @@ func (f *faults) use(t *testing.T, rt *Runtime) {
 
 // cutProxy is a TCP proxy in front of the real alpha: closing it is the
 // API server going away mid-call, the normal path staying the real one.
-func cutProxy(t *testing.T, e *env) (*faultServer, *atomic.Int64) {
+func cutProxy(t *testing.T, e *env) (*testenv.FaultServer, *atomic.Int64) {
 	t.Helper()
 	alpha := e.clusters.All[0]
 	upstream := strings.TrimPrefix(alpha.Server, "https://")
 	var back atomic.Int64
-	s := startFault(t, false, func(c net.Conn) {
+	s := testenv.StartFault(t, false, func(c net.Conn) {
 		u, err := net.Dial("tcp", upstream)
 		if err != nil {
 			return
@@ -341,7 +249,7 @@ func testAPIServerFaults(t *testing.T, backend string) {
 		if name == "stall" && rec.status != http.StatusBadGateway {
 			t.Errorf("stall: record %+v, want 502", rec)
 		}
-		f.servers[name].waitClosed(t, name)
+		waitClosed(t, f.servers[name], name)
 	}
 	res := run("malformed")
 	if rec := last(t, res); rec.status != http.StatusOK || rec.decision != "allow" || !strings.Contains(saw(res), "{not json") {
@@ -382,7 +290,7 @@ func testAPIServerGoesAway(t *testing.T, backend string) {
 	proxy, back := cutProxy(t, e)
 	dir := t.TempDir()
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["cut"] = &clientcmdapi.Cluster{Server: proxy.url, CertificateAuthorityData: alpha.CAData}
+	cfg.Clusters["cut"] = &clientcmdapi.Cluster{Server: proxy.URL, CertificateAuthorityData: alpha.CAData}
 	cfg.AuthInfos["cut"] = &clientcmdapi.AuthInfo{Token: alpha.Token}
 	cfg.Contexts["cut"] = &clientcmdapi.Context{Cluster: "cut", AuthInfo: "cut"}
 	if err := clientcmd.WriteToFile(*cfg, filepath.Join(dir, "cut.yaml")); err != nil {
@@ -404,14 +312,14 @@ func testAPIServerGoesAway(t *testing.T, backend string) {
 		done <- res
 	}()
 	// Once the watch streams, the API server goes away.
-	for deadline := time.Now().Add(15 * time.Second); back.Load() == 0 || proxy.open() == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); back.Load() == 0 || proxy.Open() == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the watch never reached the API server")
 		}
 	}
 	time.Sleep(500 * time.Millisecond)
 	cut := time.Now()
-	proxy.close()
+	proxy.Close()
 	var res *Result
 	select {
 	case res = <-done:
@@ -499,38 +407,6 @@ func noContainerLeftovers(t *testing.T, namespace string) {
 	}
 }
 
-// smallDisk mounts a fresh ext4 filesystem of mib MiB on a loop device, or,
-// where loop devices are not available, a tmpfs of that size.
-func smallDisk(t *testing.T, mib int) string {
-	t.Helper()
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "disk.img"), filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, int64(mib)<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Logf("no loop mount (%v: %s); a tmpfs of %d MiB stands in", err, out, mib)
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", mib), "tmpfs", mnt).CombinedOutput(); err != nil {
-			t.Fatalf("mount tmpfs: %v\n%s", err, out)
-		}
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-		}
-	})
-	return mnt
-}
-
 // fill takes every free byte of the filesystem at dir; release gives it back.
 func fill(t *testing.T, dir string) (release func()) {
 	t.Helper()
@@ -571,7 +447,7 @@ func TestAFullAuditDiskFailsCallsClosed(t *testing.T) {
 }
 
 func testFullAuditDisk(t *testing.T, backend string) {
-	disk := smallDisk(t, 8)
+	disk := testenv.SmallDisk(t, 8)
 	auditFile := filepath.Join(disk, "audit.jsonl")
 	rt, e := newRuntimeWith(t, backend, fmt.Sprintf(`
 [[plugins.rules]]
@@ -701,7 +577,7 @@ func trimmed(res *Result) Result {
 // TestAnAuditFileThatCannotBeWrittenStopsTheStart: a runtime does not
 // start when its audit file cannot be opened or has no room, and says why.
 func TestAnAuditFileThatCannotBeWrittenStopsTheStart(t *testing.T) {
-	disk := smallDisk(t, 8)
+	disk := testenv.SmallDisk(t, 8)
 	full := filepath.Join(disk, "audit.jsonl")
 	release := fill(t, disk)
 	defer release()
@@ -805,7 +681,7 @@ default_cluster = "alpha"
 // whole line of its own; at close the room set aside past its end is given
 // back.
 func TestALineACrashCutShortStaysOnItsOwn(t *testing.T) {
-	path := filepath.Join(smallDisk(t, 8), "audit.jsonl")
+	path := filepath.Join(testenv.SmallDisk(t, 8), "audit.jsonl")
 	os.WriteFile(path, []byte(`{"type":"call","call_id":"before"}`+"\n"+`{"type":"call","call_id":"cut`), 0o600)
 	a, err := openAudit(path, hclog.NewNullLogger())
 	if err != nil {

@@ -14,39 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// faultDisk mounts a fresh ext4 filesystem of mib MiB on a loop device
-// (a tmpfs of that size where loop devices are not available).
-func faultDisk(t *testing.T, mib int) string {
-	t.Helper()
-	dir := t.TempDir()
-	img, mnt := filepath.Join(dir, "disk.img"), filepath.Join(dir, "mnt")
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, int64(mib)<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Logf("no loop mount (%v: %s); a tmpfs of %d MiB stands in", err, out, mib)
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", mib), "tmpfs", mnt).CombinedOutput(); err != nil {
-			t.Fatalf("mount tmpfs: %v\n%s", err, out)
-		}
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mnt, err, out)
-		}
-	})
-	return mnt
-}
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
+)
 
 // fillDisk takes every free byte of the filesystem at dir; release gives
 // it back.
@@ -79,7 +49,7 @@ func fillDisk(t *testing.T, dir string) (release func()) {
 // TestAnAuditFileThatCannotBeWrittenStopsTheServer: a server whose audit
 // file cannot be opened, or has no room, exits non-zero at once naming it.
 func TestAnAuditFileThatCannotBeWrittenStopsTheServer(t *testing.T) {
-	disk := faultDisk(t, 8)
+	disk := testenv.SmallDisk(t, 8)
 	release := fillDisk(t, disk)
 	defer release()
 	for _, c := range []struct{ name, file, want string }{
@@ -112,7 +82,7 @@ func TestAnAuditFileThatCannotBeWrittenStopsTheServer(t *testing.T) {
 // so, and the server goes on serving; with room again calls succeed,
 // /health says ok, and SIGTERM still exits 0 with whole audit lines.
 func TestAFullAuditDiskIsReportedAndServingGoesOn(t *testing.T) {
-	disk := faultDisk(t, 8)
+	disk := testenv.SmallDisk(t, 8)
 	audit := filepath.Join(disk, "audit.jsonl")
 	e := newE2E(t, "none", fmt.Sprintf("\n[audit]\nfile = %q\n", audit))
 	p, s := startStopServer(t, e, "streamable")

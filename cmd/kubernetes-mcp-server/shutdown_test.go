@@ -246,30 +246,7 @@ func testShutdown(t *testing.T, backend, transport string) {
 	}
 
 	// Every call in flight gets its result, before the server is gone.
-	ids := map[string]callResult{}
-	for _, d := range []string{short, long1, long2} {
-		var o callOutcome
-		select {
-		case o = <-calls[d]:
-		case <-time.After(stopGrace + 30*time.Second):
-			t.Fatalf("no result for the sleeper sleeping %s", d)
-		}
-		if o.err != nil {
-			t.Fatalf("the sleeper sleeping %s: %v", d, o.err)
-		}
-		want, isError := "cancelled", true
-		if d == short {
-			want, isError = "ok", false
-		}
-		if o.r.Status != want || o.res.IsError != isError || o.r.CallID == "" || o.r.Sandbox != backend ||
-			!strings.Contains(o.r.Message, "shutting down") || !strings.Contains(text(o.res), "shutting down") {
-			t.Errorf("the sleeper sleeping %s: isError %v, %+v, want status %s saying the server is shutting down\n%s", d, o.res.IsError, o.r, want, text(o.res))
-		}
-		if d == short && !strings.Contains(o.r.Output, "end ") {
-			t.Errorf("the short sleeper did not finish: %q", o.r.Output)
-		}
-		ids[o.r.CallID] = o.r
-	}
+	ids := shutdownResults(t, calls, short, []string{short, long1, long2}, backend, "sleeper")
 	if len(ids) != 3 {
 		t.Errorf("call ids: %v", ids)
 	}
@@ -441,30 +418,7 @@ func testShutdownWasm(t *testing.T, transport, cache string) {
 		t.Errorf("no call sent after SIGTERM was refused within the grace period")
 	}
 
-	ids := map[string]callResult{}
-	for _, d := range []string{short, long1, long2} {
-		var o callOutcome
-		select {
-		case o = <-calls[d]:
-		case <-time.After(stopGrace + 30*time.Second):
-			t.Fatalf("no result for the guest sleeping %s", d)
-		}
-		if o.err != nil {
-			t.Fatalf("the guest sleeping %s: %v", d, o.err)
-		}
-		want, isError := "cancelled", true
-		if d == short {
-			want, isError = "ok", false
-		}
-		if o.r.Status != want || o.res.IsError != isError || o.r.CallID == "" || o.r.Sandbox != "wasm" ||
-			!strings.Contains(o.r.Message, "shutting down") || !strings.Contains(text(o.res), "shutting down") {
-			t.Errorf("the guest sleeping %s: isError %v, %+v, want status %s saying the server is shutting down\n%s", d, o.res.IsError, o.r, want, text(o.res))
-		}
-		if d == short && !strings.Contains(o.r.Output, "end ") {
-			t.Errorf("the short guest did not finish: %q", o.r.Output)
-		}
-		ids[o.r.CallID] = o.r
-	}
+	ids := shutdownResults(t, calls, short, []string{short, long1, long2}, "wasm", "guest")
 	if code := p.exitCode(t, stopGrace+60*time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
@@ -514,4 +468,37 @@ func testShutdownWasm(t *testing.T, transport, cache string) {
 			t.Errorf("call %s has %d audit lines, want 1", id, audited[id])
 		}
 	}
+}
+
+// shutdownResults waits for the result of each call in flight at SIGTERM
+// (keyed by its sleep, in durations): the short one must end ok, the
+// others cancelled, each saying the server is shutting down, all run by
+// sandbox. It returns them by call id.
+func shutdownResults(t *testing.T, calls map[string]<-chan callOutcome, short string, durations []string, sandbox, what string) map[string]callResult {
+	t.Helper()
+	ids := map[string]callResult{}
+	for _, d := range durations {
+		var o callOutcome
+		select {
+		case o = <-calls[d]:
+		case <-time.After(stopGrace + 30*time.Second):
+			t.Fatalf("no result for the %s sleeping %s", what, d)
+		}
+		if o.err != nil {
+			t.Fatalf("the %s sleeping %s: %v", what, d, o.err)
+		}
+		want, isError := "cancelled", true
+		if d == short {
+			want, isError = "ok", false
+		}
+		if o.r.Status != want || o.res.IsError != isError || o.r.CallID == "" || o.r.Sandbox != sandbox ||
+			!strings.Contains(o.r.Message, "shutting down") || !strings.Contains(text(o.res), "shutting down") {
+			t.Errorf("the %s sleeping %s: isError %v, %+v, want status %s saying the server is shutting down\n%s", what, d, o.res.IsError, o.r, want, text(o.res))
+		}
+		if d == short && !strings.Contains(o.r.Output, "end ") {
+			t.Errorf("the short %s did not finish: %q", what, o.r.Output)
+		}
+		ids[o.r.CallID] = o.r
+	}
+	return ids
 }

@@ -151,7 +151,6 @@ func TestPluginFileAttacksAreRefused(t *testing.T) {
 	tg := hostTargets(t)
 	for _, tr := range tiers {
 		t.Run(tr.name, func(t *testing.T) {
-			t.Parallel()
 			for _, a := range fileAttacks {
 				t.Run(a.name, func(t *testing.T) {
 					h := newHarness(t, tr, tg, a.extraTOML)

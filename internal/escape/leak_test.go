@@ -163,7 +163,7 @@ func TestNoLeaksAfter1000MixedCalls(t *testing.T) {
 	outcomes := map[string]int{}
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range 6 {
+	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

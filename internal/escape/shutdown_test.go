@@ -50,7 +50,7 @@ func TestShutdownWithCallsInFlightOnEveryTier(t *testing.T) {
 			go func() { done <- h.rt.Shutdown(context.Background(), grace) }()
 			var problems []string
 			ran := 2 // calls that ran: a probe may still run before the shutdown begins
-			for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 				_, err := h.rt.Execute(context.Background(), runtime.Call{Plugin: "hostile", Args: []string{"env"}})
 				if errors.Is(err, runtime.ErrShuttingDown) {
 					break
