@@ -407,33 +407,6 @@ func noContainerLeftovers(t *testing.T, namespace string) {
 	}
 }
 
-// fill takes every free byte of the filesystem at dir; release gives it back.
-func fill(t *testing.T, dir string) (release func()) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Allocated at once, not delayed: no reservation is given back later.
-	// A second pass takes what the filesystem freed meanwhile.
-	var off int64
-	for range 2 {
-		for _, size := range []int64{1 << 20, 64 << 10, 4 << 10, 1 << 10} {
-			for unix.Fallocate(int(f.Fd()), 0, off, size) == nil {
-				off += size
-			}
-		}
-		f.Sync()
-		time.Sleep(200 * time.Millisecond)
-	}
-	return func() {
-		f.Close()
-		if err := os.Remove(f.Name()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestAFullAuditDiskFailsCallsClosed: with the audit file's disk full, an
 // allowed request is refused (503) and never reaches the cluster, a call
 // whose record cannot be written fails saying the audit failed and
@@ -489,7 +462,7 @@ file = %q
 		t.Errorf("audit state %q with room", s)
 	}
 
-	release := fill(t, disk)
+	release := testenv.FillDisk(t, disk)
 	// An allowed create is refused, not forwarded, and says why.
 	refused := "during-" + suffix
 	res := post(refused)
@@ -579,7 +552,7 @@ func trimmed(res *Result) Result {
 func TestAnAuditFileThatCannotBeWrittenStopsTheStart(t *testing.T) {
 	disk := testenv.SmallDisk(t, 8)
 	full := filepath.Join(disk, "audit.jsonl")
-	release := fill(t, disk)
+	release := testenv.FillDisk(t, disk)
 	defer release()
 	for _, c := range []struct{ file, want string }{
 		{filepath.Join(t.TempDir(), "missing", "audit.jsonl"), "no such file or directory"},

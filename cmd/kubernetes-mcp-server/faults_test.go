@@ -13,44 +13,14 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
-
-// fillDisk takes every free byte of the filesystem at dir; release gives
-// it back.
-func fillDisk(t *testing.T, dir string) (release func()) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Allocated at once, not delayed: no reservation is given back later.
-	// A second pass takes what the filesystem freed meanwhile.
-	var off int64
-	for range 2 {
-		for _, size := range []int64{1 << 20, 64 << 10, 4 << 10, 1 << 10} {
-			for unix.Fallocate(int(f.Fd()), 0, off, size) == nil {
-				off += size
-			}
-		}
-		f.Sync()
-		time.Sleep(200 * time.Millisecond)
-	}
-	return func() {
-		f.Close()
-		if err := os.Remove(f.Name()); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // TestAnAuditFileThatCannotBeWrittenStopsTheServer: a server whose audit
 // file cannot be opened, or has no room, exits non-zero at once naming it.
 func TestAnAuditFileThatCannotBeWrittenStopsTheServer(t *testing.T) {
 	disk := testenv.SmallDisk(t, 8)
-	release := fillDisk(t, disk)
+	release := testenv.FillDisk(t, disk)
 	defer release()
 	for _, c := range []struct{ name, file, want string }{
 		{"missing folder", filepath.Join(t.TempDir(), "missing", "audit.jsonl"), "no such file or directory"},
@@ -111,7 +81,7 @@ func TestAFullAuditDiskIsReportedAndServingGoesOn(t *testing.T) {
 		t.Errorf("/health with room for the audit: %v", h)
 	}
 
-	release := fillDisk(t, disk)
+	release := testenv.FillDisk(t, disk)
 	res, r := call(t, s, ctx, "plugins_execute", map[string]any{"plugin": "ns"})
 	if !res.IsError || r.Status != "failed" || !strings.Contains(r.Message, "could not be audited") || !strings.Contains(text(res), "no space left on device") {
 		t.Errorf("kubens with the audit disk full: isError %v %+v\n%s", res.IsError, r, text(res))

@@ -141,13 +141,17 @@ type callOutcome struct {
 	err error
 }
 
-func goSleep(s *session, seconds string) <-chan callOutcome {
+func goSleep(s *session, seconds string) <-chan callOutcome { return goCall(s, "sleeper", seconds) }
+
+// goCall calls plugins_execute for plugin with args and delivers the
+// outcome when it comes.
+func goCall(s *session, plugin string, args ...string) <-chan callOutcome {
 	ch := make(chan callOutcome, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "plugins_execute",
-			Arguments: map[string]any{"plugin": "sleeper", "args": []string{seconds}}})
+			Arguments: map[string]any{"plugin": plugin, "args": args}})
 		o := callOutcome{res: res, err: err}
 		if err == nil && res.StructuredContent != nil {
 			data, _ := json.Marshal(res.StructuredContent)
@@ -370,20 +374,7 @@ func testShutdownWasm(t *testing.T, transport, cache string) {
 	short, long1, long2 := fmt.Sprintf("2.%06d", n), fmt.Sprintf("120.%06d", n), fmt.Sprintf("121.%06d", n)
 	calls := map[string]<-chan callOutcome{}
 	for _, d := range []string{short, long1, long2} {
-		ch := make(chan callOutcome, 1)
-		calls[d] = ch
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "plugins_execute",
-				Arguments: map[string]any{"plugin": "newsleep", "args": []string{d}}})
-			o := callOutcome{res: res, err: err}
-			if err == nil && res.StructuredContent != nil {
-				data, _ := json.Marshal(res.StructuredContent)
-				json.Unmarshal(data, &o.r)
-			}
-			ch <- o
-		}()
+		calls[d] = goCall(s, "newsleep", d)
 	}
 	// Each guest asks its gateway for a namespace named after it: the
 	// server's log shows it once the guest runs.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // FaultServer is an upstream "cluster" that misbehaves in one way: the
@@ -137,4 +139,32 @@ func SmallDisk(t testing.TB, mib int) string {
 		}
 	})
 	return mnt
+}
+
+// FillDisk takes every free byte of the filesystem at dir; release gives
+// it back.
+func FillDisk(t testing.TB, dir string) (release func()) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Allocated at once, not delayed: no reservation is given back later.
+	// A second pass takes what the filesystem freed meanwhile.
+	var off int64
+	for range 2 {
+		for _, size := range []int64{1 << 20, 64 << 10, 4 << 10, 1 << 10} {
+			for unix.Fallocate(int(f.Fd()), 0, off, size) == nil {
+				off += size
+			}
+		}
+		f.Sync()
+		time.Sleep(200 * time.Millisecond)
+	}
+	return func() {
+		f.Close()
+		if err := os.Remove(f.Name()); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -494,10 +494,13 @@ func sleepUntilDone(ctx context.Context) sys.Nanosleep {
 func (b *Backend) result(ctx context.Context, res sandbox.Result, err error, spec sandbox.Spec) (sandbox.Result, error) {
 	var exit *sys.ExitError
 	switch {
+	case ctx.Err() != nil:
+		// Ended after its time or cancellation, even if it returned by
+		// itself in the meantime (say, from a round_trip the deadline cut
+		// short): the call did not finish in time.
+		res.ExitCode, res.Stopped = -1, true
 	case err == nil:
 		res.ExitCode = 0
-	case ctx.Err() != nil:
-		res.ExitCode, res.Stopped = -1, true
 	case errors.As(err, &exit):
 		res.ExitCode = int(exit.ExitCode())
 	default:
