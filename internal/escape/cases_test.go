@@ -168,6 +168,20 @@ var cases = []escapeCase{
 	// Kernel surface.
 	{category: "kernel", name: "run with capabilities, without no_new_privs or seccomp", expect: "uid and gid 65534, no capabilities, no_new_privs",
 		on: nativeTiers, action: "status", args: fixed(), check: unprivileged},
+	{category: "kernel", name: "which kernel answers the plugin", expect: "under runc the host's (it is shared: the tier's limit); under gVisor not the host's",
+		on: nativeTiers, action: "kernel", args: fixed(), check: func(h *harness, r *runtime.Result) []string {
+			host, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+			got, shared := resultValue(r, "release"), strings.TrimSpace(string(host))
+			switch {
+			case got == "":
+				return []string{"no kernel release reported"}
+			case h.tier.name == "gvisor" && got == shared:
+				return []string{"under gVisor the host's kernel answered: " + got}
+			case h.tier.name == "runc" && got != shared:
+				return []string{fmt.Sprintf("under runc kernel %q answered, not the host's %q", got, shared)}
+			}
+			return nil
+		}},
 	syscallCase("ptrace the sandbox's parent", "ptrace fails", "ptrace-traceme-parent"),
 	syscallCase("mount a filesystem", "mount fails", "mount-tmpfs", "remount-root-rw"),
 	syscallCase("unshare a user namespace", "unshare fails, or grants nothing outside the sandbox", "unshare-user-then-mount"),

@@ -48,6 +48,19 @@ var platformActions = map[string]action{
 	"zombies":        zombies,
 	"ignore-sigterm": ignoreSigterm,
 	"processes":      processes,
+	"kernel":         kernel,
+}
+
+// kernel reports the kernel that answers its system calls.
+func kernel([]string) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		blocked("uname", err)
+		return
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	result("release", release)
+	blocked("name the kernel", "release "+release)
 }
 
 // writeSelf writes to its own file, as it sees it and by its host path.
