@@ -50,9 +50,7 @@ func BenchmarkCallOverhead(b *testing.B) {
 	}
 	b.StopTimer()
 	d, c, s := medianOf(direct), medianOf(ctr), medianOf(call)
-	b.ReportMetric(float64(d.Microseconds())/1000, "direct-ms")
-	b.ReportMetric(float64(c.Microseconds())/1000, "ctr-run-ms")
-	b.ReportMetric(float64(s.Microseconds())/1000, "sandbox-ms")
+	reportMS(b, map[string]time.Duration{"direct-ms": d, "ctr-run-ms": c, "sandbox-ms": s})
 	fmt.Printf("per-call cost of busybox true, median of %d (goal: sandbox <= ctr run --rm):\n"+
 		"  direct exec                         %9s\n"+
 		"  ctr run --rm (same image)           %9s\n"+
@@ -94,15 +92,20 @@ func BenchmarkGVisorCallOverhead(b *testing.B) {
 	}
 	b.StopTimer()
 	d, r, g := medianOf(direct), medianOf(runcCalls), medianOf(gvisorCalls)
-	b.ReportMetric(float64(d.Microseconds())/1000, "direct-ms")
-	b.ReportMetric(float64(r.Microseconds())/1000, "runc-ms")
-	b.ReportMetric(float64(g.Microseconds())/1000, "gvisor-ms")
+	reportMS(b, map[string]time.Duration{"direct-ms": d, "runc-ms": r, "gvisor-ms": g})
 	fmt.Printf("per-call cost of busybox true, median of %d:\n"+
 		"  direct exec                       %9s\n"+
 		"  sandboxed call, isolation runc    %9s\n"+
 		"  sandboxed call, isolation gvisor  %9s = %.2fx runc, %s more per call\n",
 		b.N, d.Round(10*time.Microsecond), r.Round(10*time.Microsecond), g.Round(10*time.Microsecond),
 		float64(g)/float64(r), (g - r).Round(10*time.Microsecond))
+}
+
+// reportMS reports each duration as a metric in milliseconds, by unit.
+func reportMS(b *testing.B, metrics map[string]time.Duration) {
+	for unit, d := range metrics {
+		b.ReportMetric(float64(d.Microseconds())/1000, unit)
+	}
 }
 
 func medianOf(ds []time.Duration) time.Duration {
