@@ -117,6 +117,9 @@ type Sandbox struct {
 	CPUMillicores int
 	NoFileLimit   int
 	TmpMiB        int
+	// WarmPool is how many containers per plugin are created ahead of its
+	// calls, each for one call; 0 makes each when its call comes.
+	WarmPool int
 	// WasmMemoryMiB bounds the linear memory of one WebAssembly guest.
 	WasmMemoryMiB int
 	// WasmCacheDir keeps compiled modules; "" is the user's cache folder.

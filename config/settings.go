@@ -126,6 +126,8 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return &c.Sandbox.NoFileLimit }, check: atLeast(64)},
 	{key: "sandbox.tmp_mib", kind: kindInt, def: "64",
 		ptr: func(c *Config) any { return &c.Sandbox.TmpMiB }, check: atLeast(1)},
+	{key: "sandbox.warm_pool", kind: kindInt, def: "2", env: "PLUGINS_WARM_POOL",
+		ptr: func(c *Config) any { return &c.Sandbox.WarmPool }, check: between(0, 16)},
 	{key: "sandbox.wasm_memory_mib", kind: kindInt, def: "512", env: "PLUGINS_WASM_MEMORY_MIB",
 		ptr: func(c *Config) any { return &c.Sandbox.WasmMemoryMiB }, check: between(16, 4096)},
 	{key: "sandbox.wasm_cache_dir", kind: kindPath,

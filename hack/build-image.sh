@@ -6,13 +6,16 @@
 # Contents: Debian bookworm's Essential packages plus bash, ca-certificates and
 # the tools the kubectx/kubens scripts call (mmdebstrap, from the mirrors this
 # machine's apt uses), a static kubectl built from the Go module proxy
-# (images/kubectl) at /usr/local/bin/kubectl, and empty mount points /plugin
-# and /run/kube. The package list with versions is in /etc/kmcp-image-manifest.
+# (images/kubectl) at /usr/local/bin/kubectl, the containers' first program
+# kmcp-launch (sandbox/container/internal/launcher) at
+# /usr/local/libexec/kmcp-launch, and empty mount points /plugin, /run/kube
+# and /run/launch. The package list with versions is in
+# /etc/kmcp-image-manifest, with the sha256 of kmcp-launch's source.
 #
 # Keep version and kubectl_version in step with images/images.go.
 set -euo pipefail
 # Bump to rebuild the image on every machine after changing what goes into it.
-version=1
+version=2
 kubectl_version=v1.37.2
 # Fixed timestamps make the tree reproducible (2025-05-20T00:00:00Z).
 epoch=1747699200
@@ -60,6 +63,13 @@ if [[ ! -x $kubectl ]]; then
 	(cd "$mod" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$kubectl.tmp.$$" .)
 	mv "$kubectl.tmp.$$" "$kubectl"
 fi
+
+# kmcp-launch, static; bump version after changing its source (a test
+# compares the source's sha256 with the image manifest's).
+launcher_src=$top/sandbox/container/internal/launcher
+launcher=$(mktemp "$cache/bin/.kmcp-launch.XXXXXX")
+trap 'rm -f "$launcher"' EXIT
+(cd "$top" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$launcher" ./sandbox/container/internal/launcher)
 
 if ! command -v mmdebstrap >/dev/null 2>&1; then
 	echo "build-image: installing mmdebstrap" >&2
@@ -117,7 +127,7 @@ debian_sources() {
 echo "build-image: building $out (once per machine and image version)..." >&2
 start=$SECONDS
 tmp=$(mktemp -d "$images/.tmp.XXXXXX")
-trap 'rm -rf --one-file-system "$tmp" || true' EXIT
+trap 'rm -rf --one-file-system "$tmp" || true; rm -f "$launcher"' EXIT
 debian_sources >"$tmp/sources.list"
 if [[ ! -s $tmp/sources.list ]]; then
 	echo "deb http://deb.debian.org/debian $suite main" >"$tmp/sources.list"
@@ -138,9 +148,11 @@ SOURCE_DATE_EPOCH=$epoch mmdebstrap --quiet --variant=essential --include="$pack
 	"$suite" "$root" "$tmp/sources.list" >&2
 
 install -D -m 0755 "$kubectl" "$root/usr/local/bin/kubectl"
+install -D -m 0755 "$launcher" "$root/usr/local/libexec/kmcp-launch"
 # Mount points: the plugin file goes in /plugin, the kubeconfig in /run/kube,
-# a tmpfs over /tmp (HOME=/tmp). The root is read-only, so they must exist.
-install -d -m 0755 "$root/plugin" "$root/run/kube"
+# the call's argv and environment in /run/launch, a tmpfs over /tmp
+# (HOME=/tmp). The root is read-only, so they must exist.
+install -d -m 0755 "$root/plugin" "$root/run/kube" "$root/run/launch"
 install -d -m 1777 "$root/tmp"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 # The host's, copied in by mmdebstrap: empty instead (resolv.conf stays as a
@@ -162,6 +174,7 @@ fi
 	echo "# plugin-rootfs $version, Debian $suite (SOURCE_DATE_EPOCH=$epoch), built by hack/build-image.sh"
 	sed 's/^/# source: /' "$tmp/sources.list"
 	echo "# kubectl $kubectl_version sha256 $(sha256sum <"$kubectl" | cut -d' ' -f1)"
+	echo "# kmcp-launch source sha256 $(sha256sum <"$launcher_src/main.go" | cut -d' ' -f1)"
 	dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package} ${Version} ${Architecture}\n' | LC_ALL=C sort
 } >"$root/$manifest"
 # Same timestamps every build (mmdebstrap does this only for its tarballs).
@@ -170,6 +183,7 @@ rm -f "$tmp/sources.list"
 chmod 0755 "$tmp"
 rm -rf --one-file-system "$out" # only ever an incomplete one here
 mv "$tmp" "$out"
+rm -f "$launcher"
 trap - EXIT
 echo "build-image: built in $((SECONDS - start)) s" >&2
 echo "$out/rootfs"

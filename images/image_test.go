@@ -3,7 +3,9 @@ package images
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,5 +269,30 @@ func TestManifest(t *testing.T) {
 	}
 	if len(versions) < 30 || len(versions) > 120 {
 		t.Errorf("manifest lists %d packages; an Essential-only bookworm has about 64", len(versions))
+	}
+}
+
+// The image's launcher is built from the source in this tree: a change to
+// it without a version bump would leave machines on the old one.
+func TestLauncherIsCurrent(t *testing.T) {
+	root := rootfs(t)
+	if fi, err := os.Stat(filepath.Join(root, "usr/local/libexec/kmcp-launch")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("kmcp-launch in the image: %v %v", fi, err)
+	}
+	repo, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join(repo, "sandbox/container/internal/launcher/main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := os.ReadFile(filepath.Join(root, ManifestPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("# kmcp-launch source sha256 %x\n", sha256.Sum256(src))
+	if !strings.Contains(string(manifest), want) {
+		t.Errorf("the image's kmcp-launch was built from another source than sandbox/container/internal/launcher/main.go: bump version in hack/build-image.sh and images.go")
 	}
 }

@@ -30,6 +30,9 @@ type SandboxProfile struct {
 	RequestRules []policy.RequestRuleView `json:"request_rules"`
 	// Spec is the OCI runtime spec of a native plugin's container.
 	Spec *specs.Spec `json:"spec,omitempty"`
+	// Launch is what the container's first program execs when the call
+	// starts it: the plugin, with the call's argv and environment.
+	Launch *container.Launch `json:"launch,omitempty"`
 	// Wasm is what a WebAssembly plugin's guest runs with.
 	Wasm *wasm.Settings `json:"wasm,omitempty"`
 }
@@ -78,6 +81,8 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 		return nil, fmt.Errorf("sandbox profile of %s: %w", p.Name, err)
 	}
 	out.Spec = spec
+	launch := call.Launch()
+	out.Launch = &launch
 	switch {
 	case b == nil:
 		out.Note = "no sandbox backend can run this plugin now, so its calls are refused; this is the profile the container sandbox would apply"

@@ -96,12 +96,13 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	stdout := sandbox.NewLimitedBuffer(r.cfg.Plugins.MaxOutput)
 	stderr := sandbox.NewLimitedBuffer(r.cfg.Plugins.MaxOutput)
 	spec := sandbox.Spec{
-		ID:     res.CallID,
-		Plugin: path,
-		Args:   call.Args,
-		Env:    pluginEnv,
-		Stdout: stdout,
-		Stderr: stderr,
+		ID:       res.CallID,
+		Plugin:   path,
+		Args:     call.Args,
+		Env:      pluginEnv,
+		Stdout:   stdout,
+		Stderr:   stderr,
+		KeepWarm: true,
 	}
 	var gw *gateway.Gateway
 	var records recordList

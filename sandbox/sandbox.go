@@ -84,6 +84,10 @@ type Spec struct {
 	// moment it starts: the time its sandbox takes to set up is not the
 	// plugin's. When it passes, the plugin is killed and Stopped is set.
 	RunTimeout time.Duration
+	// KeepWarm asks for a sandbox made ahead for the plugin's next run of
+	// this kind (the container backend's warm pool): tool calls do;
+	// discovery's help runs, once per plugin file, do not.
+	KeepWarm bool
 }
 
 // ClusterAccess is how a plugin reaches its cluster: through the call's API
@@ -110,6 +114,9 @@ type Result struct {
 	Duration time.Duration
 	// Stopped is true when the run was ended because ctx ended.
 	Stopped bool
+	// Warm is true when the sandbox was made before the call (a warm
+	// pool's), false when the call made its own.
+	Warm bool
 }
 
 // ErrUnavailable is returned when no sandbox backend can run a plugin.

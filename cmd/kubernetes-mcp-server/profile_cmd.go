@@ -65,6 +65,9 @@ options, request_rules and spec (or wasm).`,
 				for i, o := range p.Options {
 					fmt.Fprintf(out, "# %2d. %s\n", i+1, o)
 				}
+				if p.Launch != nil {
+					fmt.Fprintf(out, "# the launcher execs argv %q\n#   with environment %q\n", p.Launch.Argv, p.Launch.Env)
+				}
 				fmt.Fprintln(out, "# API requests, decided by the first rule that matches:")
 				for _, r := range p.RequestRules {
 					what := strings.Join(r.Resources, ",")

@@ -61,6 +61,11 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 	}
 	ccfg := ContainerConfig(cfg, log)
 	ccfg.Sweep = env.Server
+	if !env.Server {
+		// A command runs one call: a container made for a next call would
+		// only be removed again.
+		ccfg.WarmPool = 0
+	}
 	wcfg := WasmConfig(cfg, log)
 	backends, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, wcfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
 	if err != nil {
@@ -170,7 +175,8 @@ func ContainerConfig(cfg *config.Config, log hclog.Logger) container.Config {
 			MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
 			NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),
 		},
-		Logger: log.Named("container"),
+		WarmPool: s.WarmPool,
+		Logger:   log.Named("container"),
 	}
 }
 

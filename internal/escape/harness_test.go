@@ -257,7 +257,9 @@ file = %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts, err := compose.Build(context.Background(), cfg, compose.Env{PathEnv: dir, KrewRoot: t.TempDir()}, nil)
+	// Composed as the server is (Server: its warm pool, its sweep), so the
+	// cases hold on the warm path too.
+	parts, err := compose.Build(context.Background(), cfg, compose.Env{PathEnv: dir, KrewRoot: t.TempDir(), Server: true}, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", tr.name, err)
 	}

@@ -12,19 +12,40 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
 
-// BenchmarkCallOverhead runs the same static binary (busybox true) three
+// BenchmarkCallOverhead runs the same static binary (busybox true) four
 // ways in one run: a direct exec, `ctr run --rm` on the sandbox image, and
-// a full sandboxed call (fresh container, profile, removal). It prints the
-// medians and the sandbox's overhead; the goal is at most ctr's time.
+// a full sandboxed call (profile, gateway-less, removal after the result)
+// on the cold path (the call creates its container) and on the warm path
+// (the call starts one created ahead). It prints the medians and p95s and
+// each path's overhead over the direct exec next to ctr's.
 func BenchmarkCallOverhead(b *testing.B) {
 	ctrd := testenv.TestContainerd(b)
-	backend := newBackend(b, ctrd)
+	cold := newBackend(b, ctrd)
+	warmCfg := testConfig(b, ctrd)
+	warmCfg.Namespace += "-warm"
+	warmCfg.StateDir += "-warm"
+	warmCfg.WarmPool = 1
+	warm := newBackendFrom(b, warmCfg)
 	busybox, err := exec.LookPath("busybox")
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var direct, ctr, call []time.Duration
+	call := func(backend *Backend, wantWarm bool) time.Duration {
+		backend.Quiesce() // the previous call's removal and the pool's refill are not this call's
+		start := time.Now()
+		res, err := backend.Run(ctx, sandbox.Spec{ID: "bench", Plugin: busybox, Args: []string{"true"}, KeepWarm: true})
+		d := time.Since(start)
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("sandboxed call: %v %+v", err, res)
+		}
+		if res.Warm != wantWarm {
+			b.Fatalf("warm %v, want %v", res.Warm, wantWarm)
+		}
+		return d
+	}
+	call(warm, false) // fills the pool
+	var direct, ctr, coldCalls, warmCalls []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		start := time.Now()
@@ -35,28 +56,34 @@ func BenchmarkCallOverhead(b *testing.B) {
 
 		start = time.Now()
 		out, err := exec.Command("ctr", "--address", ctrd.Address, "--namespace", "kmcp-bench", "run", "--rm",
-			"--rootfs", backend.cfg.Rootfs, fmt.Sprintf("bench-%d", i), "/bin/true").CombinedOutput()
+			"--rootfs", cold.cfg.Rootfs, fmt.Sprintf("bench-%d", i), "/bin/true").CombinedOutput()
 		if err != nil {
 			b.Fatalf("ctr run: %v\n%s", err, out)
 		}
 		ctr = append(ctr, time.Since(start))
-
-		start = time.Now()
-		res, err := backend.Run(ctx, sandbox.Spec{ID: "bench", Plugin: busybox, Args: []string{"true"}})
-		if err != nil || res.ExitCode != 0 {
-			b.Fatalf("sandboxed call: %v %+v", err, res)
-		}
-		call = append(call, time.Since(start))
+		coldCalls = append(coldCalls, call(cold, false))
+		warmCalls = append(warmCalls, call(warm, true))
 	}
 	b.StopTimer()
-	d, c, s := medianOf(direct), medianOf(ctr), medianOf(call)
-	reportMS(b, map[string]time.Duration{"direct-ms": d, "ctr-run-ms": c, "sandbox-ms": s})
-	fmt.Printf("per-call cost of busybox true, median of %d (goal: sandbox <= ctr run --rm):\n"+
-		"  direct exec                         %9s\n"+
-		"  ctr run --rm (same image)           %9s\n"+
-		"  sandboxed call (container backend)  %9s = %.2fx ctr, overhead over direct %s\n",
-		b.N, d.Round(10*time.Microsecond), c.Round(10*time.Microsecond), s.Round(10*time.Microsecond),
-		float64(s)/float64(c), (s - d).Round(10*time.Microsecond))
+	d, c := quantile(direct, 0.5), quantile(ctr, 0.5)
+	reportMS(b, map[string]time.Duration{
+		"direct-ms": d, "ctr-run-ms": c, "ctr-run-p95-ms": quantile(ctr, 0.95),
+		"cold-ms": quantile(coldCalls, 0.5), "cold-p95-ms": quantile(coldCalls, 0.95),
+		"warm-ms": quantile(warmCalls, 0.5), "warm-p95-ms": quantile(warmCalls, 0.95),
+	})
+	over := func(ds []time.Duration, q float64) string {
+		o := quantile(ds, q) - quantile(direct, q)
+		return fmt.Sprintf("%9s = %.2fx ctr's", o.Round(10*time.Microsecond), float64(o)/float64(quantile(ctr, q)-quantile(direct, q)))
+	}
+	fmt.Printf("per-call cost of busybox true, %d rounds (overhead over the direct exec):\n"+
+		"  direct exec             p50 %9s\n"+
+		"  ctr run --rm            p50 %9s, overhead p50 %9s, p95 %9s\n"+
+		"  sandboxed call, cold    p50 %9s, overhead p50 %s, p95 %s\n"+
+		"  sandboxed call, warm    p50 %9s, overhead p50 %s, p95 %s\n",
+		b.N, d.Round(10*time.Microsecond),
+		c.Round(10*time.Microsecond), (c - d).Round(10*time.Microsecond), (quantile(ctr, 0.95) - quantile(direct, 0.95)).Round(10*time.Microsecond),
+		quantile(coldCalls, 0.5).Round(10*time.Microsecond), over(coldCalls, 0.5), over(coldCalls, 0.95),
+		quantile(warmCalls, 0.5).Round(10*time.Microsecond), over(warmCalls, 0.5), over(warmCalls, 0.95))
 }
 
 // BenchmarkGVisorCallOverhead runs the same static binary (busybox true)
@@ -108,8 +135,10 @@ func reportMS(b *testing.B, metrics map[string]time.Duration) {
 	}
 }
 
-func medianOf(ds []time.Duration) time.Duration {
+func medianOf(ds []time.Duration) time.Duration { return quantile(ds, 0.5) }
+
+func quantile(ds []time.Duration, q float64) time.Duration {
 	s := append([]time.Duration(nil), ds...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
+	return s[int(float64(len(s)-1)*q)]
 }

@@ -10,28 +10,24 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd"
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types/runc/options"
-	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/defaults"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/hashicorp/go-hclog"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/internal/netns"
 )
 
-// Labels every container of ours carries, so a restarted server finds
-// and removes what a crashed one left.
+// The label every container of ours carries, so a restarted server finds
+// and removes what a crashed one left. A container is made before its
+// call is known (see warmPool), so no label names the call.
 const (
-	LabelOwner  = "kubernetes-mcp-server/owner"
-	LabelCallID = "kubernetes-mcp-server/call-id"
-	ownerValue  = "kubernetes-mcp-server"
+	LabelOwner = "kubernetes-mcp-server/owner"
+	ownerValue = "kubernetes-mcp-server"
 )
 
 // Config says where containerd is and what each sandbox gets.
@@ -57,6 +53,9 @@ type Config struct {
 	// Sweep removes, at start, every sandbox an earlier server left. Only
 	// the server may: a command run beside it would remove its live calls.
 	Sweep bool
+	// WarmPool is how many containers per plugin are created ahead of its
+	// calls (see warmPool); 0 creates each when its call comes.
+	WarmPool int
 	// OperationTimeout bounds each request to containerd; 0 means
 	// DefaultOperationTimeout. The plugin's own run is bounded by its
 	// call's context instead.
@@ -72,7 +71,7 @@ const DefaultOperationTimeout = 15 * time.Second
 // `profile show`, so what an operator audits is what runs.
 func (cfg Config) CallFor(id, plugin string, args, env []string, withCluster bool) Call {
 	c := Call{ID: id, Rootfs: cfg.Rootfs, Plugin: plugin, Args: args, Env: env, User: cfg.User, Limits: cfg.Limits,
-		Isolation: cfg.Isolation}
+		Isolation: cfg.Isolation, LaunchDir: filepath.Join(cfg.StateDir, "calls", id, "launch")}
 	if cfg.Isolation.gvisor() {
 		c.MountDir = filepath.Join(cfg.StateDir, "calls", id, "mounts")
 	}
@@ -92,6 +91,8 @@ type Backend struct {
 	timeout time.Duration // of each containerd request
 	// runtimeOpts are the shim's options: the runtime binary it runs.
 	runtimeOpts *options.Options
+
+	pool *warmPool
 
 	mu       sync.Mutex
 	pending  map[string]*pendingRemoval // containers whose removal failed, retried later
@@ -121,6 +122,10 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if _, err := os.Stat(filepath.Join(cfg.Rootfs, "bin", "sh")); err != nil {
 		return nil, fmt.Errorf("sandbox image %s is not usable (build it with `make images`): %w", cfg.Rootfs, err)
 	}
+	if _, err := os.Stat(filepath.Join(cfg.Rootfs, Launcher)); err != nil {
+		return nil, fmt.Errorf("sandbox image %s lacks %s, the containers' first program (`make images` builds an image with it; "+
+			"for an image of your own, copy it in from that one): %w", cfg.Rootfs, Launcher, err)
+	}
 	// No socket answers at once; dialing it would wait for the timeout.
 	if _, err := os.Stat(cfg.Address); err != nil {
 		return nil, fmt.Errorf("containerd: no socket at %s: %w", cfg.Address, err)
@@ -149,6 +154,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("connect to containerd at %s: %w", cfg.Address, err)
 	}
 	b := &Backend{cfg: cfg, log: log, client: client, timeout: timeout, runtimeOpts: runtimeOpts, pending: map[string]*pendingRemoval{}}
+	b.pool = newWarmPool(b, cfg.WarmPool)
 	if err := b.op(ctx, "ask containerd at "+cfg.Address+" its version", func(ctx context.Context) error {
 		_, err := client.Version(ctx)
 		return err
@@ -177,20 +183,27 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 // under gVisor, so results, /health and `profile show` say the tier.
 func (b *Backend) Name() string { return b.cfg.Isolation.backendName() }
 
-// Close waits for the removals still running and retries those that
-// failed, then releases the connection to containerd.
+// Close removes the warm containers, waits for the removals still running
+// and retries those that failed, then releases the connection to
+// containerd.
 func (b *Backend) Close() error {
+	b.pool.close()
 	b.Quiesce()
 	return b.client.Close()
 }
 
 // Quiesce waits until every finished call's sandbox is removed, as far as
-// containerd lets it: what it cannot remove is left to the next retry, or
-// to the next server's start-up sweep.
+// containerd lets it (what it cannot remove is left to the next retry, or
+// to the next server's start-up sweep), and the warm pool is refilled.
 func (b *Backend) Quiesce() {
+	b.removals.Wait()
+	b.pool.settle()
 	b.removals.Wait()
 	b.drainPending()
 }
+
+// Warm counts the containers created ahead of their calls.
+func (b *Backend) Warm() int { return b.pool.count() }
 
 // op runs one containerd request under the operation deadline, so that a
 // stalled containerd fails the request, with what it was, instead of
@@ -248,283 +261,13 @@ func (b *Backend) Sweep(ctx context.Context) (int, error) {
 	return max(len(containers), n), errors.Join(errs...)
 }
 
-// Run implements sandbox.Backend: one fresh container and task for the
-// call, removed on every path.
-func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, error) {
-	b.retryPendingInBackground()
-	if err := ctx.Err(); err != nil {
-		return sandbox.Result{ExitCode: -1, Stopped: true}, nil
-	}
-	id := "kmcp-" + randomHex(8)
-	// Everything the call sets up is undone in reverse order: at once when
-	// the call fails, or right after its result is out when it ran.
-	var undo []func()
-	async := false
-	defer func() {
-		cleanup := func() {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-		}
-		if !async {
-			cleanup()
-			return
-		}
-		b.removals.Add(1)
-		go func() {
-			defer b.removals.Done()
-			cleanup()
-		}()
-	}()
-	callDir := filepath.Join(b.cfg.StateDir, "calls", id)
-	if err := os.Mkdir(callDir, 0o711); err != nil {
-		return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
-	}
-	undo = append(undo, func() { os.RemoveAll(callDir) })
-
-	call := b.cfg.CallFor(id, spec.Plugin, spec.Args, spec.Env, spec.Cluster != nil)
-	for _, dir := range call.callMountFolders() {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
-		}
-	}
-	var link *clusterLink
-	if spec.Cluster != nil {
-		var err error
-		if link, err = b.connectCluster(call, spec.Cluster); err != nil {
-			return sandbox.Result{ExitCode: -1}, fmt.Errorf("prepare sandbox %s: %w", id, err)
-		}
-		undo = append(undo, link.stop)
-	}
-	ociSpec, err := Spec(ctx, b.cfg.Namespace, call)
-	if err != nil {
-		return sandbox.Result{ExitCode: -1}, fmt.Errorf("sandbox profile for %s: %w", spec.Plugin, err)
-	}
-	if err := link.failed(); err != nil {
-		return sandbox.Result{ExitCode: -1}, err
-	}
-
-	// Creation and removal must finish even when the call's ctx ends; each
-	// request has the operation deadline instead.
-	bg := context.WithoutCancel(ctx)
-	// Once a request stalled, containerd likely still is: the removal is
-	// left to a later retry rather than stall this call again.
-	var stalled atomic.Bool
-	op := func(what string, request func(context.Context) error) error {
-		err := b.op(bg, what+" for "+spec.Plugin, request)
-		if isStall(err) {
-			stalled.Store(true)
-		}
-		return err
-	}
-	// A creating request that stalled may still be carried out once
-	// containerd answers again; the retry must wait for that. (One cut off
-	// by containerd's end was carried out or not: the retry finds out.)
-	var uncertain atomic.Bool
-	labels := map[string]string{LabelOwner: ownerValue, LabelCallID: spec.ID}
-	var runtimeOpts any
-	if b.runtimeOpts != nil {
-		runtimeOpts = b.runtimeOpts
-	}
-	var container containerd.Container
-	if err := op("create the sandbox", func(ctx context.Context) (err error) {
-		container, err = b.client.NewContainer(ctx, id,
-			containerd.WithSpec(ociSpec),
-			containerd.WithContainerLabels(labels),
-			containerd.WithRuntime(b.cfg.Runtime, runtimeOpts))
-		return err
-	}); err != nil {
-		if isStall(err) || errdefs.IsUnavailable(err) {
-			b.addPending(id, isStall(err))
-		}
-		return sandbox.Result{ExitCode: -1}, err
-	}
-	var task containerd.Task
-	undo = append(undo, func() {
-		if stalled.Load() || uncertain.Load() {
-			b.log.Warn("containerd stalled; a later retry removes the sandbox", "id", id)
-			b.addPending(id, uncertain.Load())
-			return
-		}
-		if err := b.removeSandbox(bg, id, container, task); err != nil {
-			b.log.Warn("sandbox not removed yet; will retry", "id", id, "error", err)
-			b.addPending(id, false)
-		}
-	})
-
-	stdout, stderr := orDiscard(spec.Stdout), orDiscard(spec.Stderr)
-	// The shim keeps its own writer on the stdin FIFO, so the plugin sees EOF
-	// only after CloseIO; ours closes after the last byte, so none is lost.
-	var stdin io.Reader
-	stdinEOF := make(chan struct{})
-	if spec.Stdin != nil {
-		stdin = &eofReader{r: spec.Stdin, eof: stdinEOF}
-	}
-	if err := op("start the sandbox", func(ctx context.Context) (err error) {
-		task, err = container.NewTask(ctx, cio.NewCreator(cio.WithStreams(stdin, stdout, stderr)))
-		return err
-	}); err != nil {
-		uncertain.Store(isStall(err))
-		return sandbox.Result{ExitCode: -1}, err
-	}
-	drained := false
-	undo = append(undo, func() {
-		// A call that ends before its streams are drained closes them:
-		// output copied after Run returned would race the caller reading
-		// it, and the FIFOs would stay open when containerd cannot answer
-		// the task's deletion (which closes them otherwise).
-		if !drained {
-			pio := task.IO()
-			pio.Cancel()
-			pio.Close()
-			pio.Wait()
-		}
-	})
-	// Waiting for the plugin lasts as long as the call's ctx allows (see
-	// below), and ends with Run.
-	waitCtx, stopWaiting := context.WithCancel(bg)
-	defer stopWaiting()
-	exited, err := task.Wait(waitCtx)
-	if err != nil {
-		return sandbox.Result{ExitCode: -1}, fmt.Errorf("watch sandbox for %s: %w", spec.Plugin, err)
-	}
-	start := time.Now()
-	if err := op("start the plugin in its sandbox", func(ctx context.Context) error { return task.Start(ctx) }); err != nil {
-		uncertain.Store(isStall(err))
-		return sandbox.Result{ExitCode: -1}, err
-	}
-	if spec.RunTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, spec.RunTimeout)
-		defer cancel()
-	}
-	if stdin != nil {
-		go func() {
-			select {
-			case <-stdinEOF:
-				if err := op("close the plugin's stdin", func(ctx context.Context) error {
-					return task.CloseIO(ctx, containerd.WithStdinCloser)
-				}); err != nil && !errdefs.IsNotFound(err) {
-					b.log.Debug("close stdin", "id", id, "error", err)
-				}
-			case <-waitCtx.Done():
-			}
-		}()
-	}
-	res := sandbox.Result{ExitCode: -1}
-	var status containerd.ExitStatus
-	select {
-	case status = <-exited:
-	case <-ctx.Done():
-		res.Stopped = true
-		if err := op("stop the plugin", func(ctx context.Context) error {
-			return task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll)
-		}); isStall(err) {
-			return res, err
-		} else if err != nil && !errdefs.IsNotFound(err) {
-			b.log.Warn("kill sandbox", "id", id, "error", err)
-		}
-		select {
-		case status = <-exited:
-		case <-time.After(10 * time.Second):
-			return res, fmt.Errorf("sandbox for %s did not stop within 10s of SIGKILL", spec.Plugin)
-		}
-	}
-	res.Duration = time.Since(start)
-	code, _, err := status.Result()
-	if err != nil {
-		return res, fmt.Errorf("sandbox for %s: containerd lost track of the plugin: %w", spec.Plugin, err)
-	}
-	// All output is in once the plugin's streams are drained; removing
-	// the sandbox need not delay the result.
-	task.IO().Wait()
-	drained, async = true, true
-	// The shim reports death by signal N as 128+N.
-	if code > 128 && code < 160 {
-		res.Signal = syscall.Signal(code - 128).String()
-	} else {
-		res.ExitCode = int(code)
-	}
-	if err := link.failed(); err != nil {
-		return res, err
-	}
-	return res, nil
-}
-
-// clusterLink is a call's network namespace with the call's API gateway
-// served in it.
-type clusterLink struct {
-	stop     func()
-	served   chan struct{}
-	serveErr error // valid once served is closed
-}
-
-// failed returns why the gateway stopped before the call closed it, if it
-// did; Serve returns nil when its listener is closed, so nil is no failure.
-func (c *clusterLink) failed() error {
-	if c == nil {
-		return nil
-	}
-	select {
-	case <-c.served:
-		if c.serveErr != nil {
-			return fmt.Errorf("the call's API gateway stopped: %w", c.serveErr)
-		}
-	default:
-	}
-	return nil
-}
-
-// connectCluster makes the call's network namespace, serves the call's
-// gateway inside it, and writes the kubeconfig that names it.
-func (b *Backend) connectCluster(call Call, access *sandbox.ClusterAccess) (*clusterLink, error) {
-	ns, err := netns.New(filepath.Dir(call.NetNS), call.ID)
-	if err != nil {
-		return nil, err
-	}
-	if ns.Path != call.NetNS {
-		ns.Close()
-		return nil, fmt.Errorf("network namespace at %s, not %s", ns.Path, call.NetNS)
-	}
-	l, err := ns.Listen("127.0.0.1:0")
-	if err != nil {
-		ns.Close()
-		return nil, err
-	}
-	link := &clusterLink{served: make(chan struct{})}
-	go func() {
-		defer close(link.served)
-		link.serveErr = access.Serve(l)
-	}()
-	link.stop = func() {
-		l.Close()
-		<-link.served
-		if err := ns.Close(); err != nil {
-			b.log.Warn("network namespace not removed", "id", call.ID, "error", err)
-		}
-	}
-	path := call.Kubeconfig
-	err = clientcmd.WriteToFile(*access.Kubeconfig(l.Addr().String()), path)
-	if err == nil {
-		err = os.Chown(path, int(call.User), int(call.User))
-	}
-	if err == nil {
-		err = os.Chmod(path, 0o400)
-	}
-	if err != nil {
-		link.stop()
-		return nil, fmt.Errorf("write the call's kubeconfig: %w", err)
-	}
-	return link, nil
-}
-
 // removeSandbox removes a call's task and container with the handles at
 // hand, which saves containerd round trips; remove() is the slow path that
 // finds whatever is left.
 func (b *Backend) removeSandbox(ctx context.Context, id string, container containerd.Container, task containerd.Task) error {
 	var err error
 	if task != nil {
-		err = b.op(ctx, "delete the task of "+id, func(ctx context.Context) error { return deleteTask(ctx, task) })
+		err = b.op(ctx, "delete the task of "+id, func(ctx context.Context) error { return b.deleteTask(ctx, task) })
 	}
 	if err == nil || errdefs.IsNotFound(err) {
 		err = b.op(ctx, "delete sandbox "+id, func(ctx context.Context) error { return container.Delete(ctx) })
@@ -550,7 +293,7 @@ func (b *Backend) remove(ctx context.Context, id string) error {
 			return err
 		}
 		if task, err := c.Task(ctx, nil); err == nil {
-			if err := deleteTask(ctx, task); err != nil && !errdefs.IsNotFound(err) {
+			if err := b.deleteTask(ctx, task); err != nil && !errdefs.IsNotFound(err) {
 				return fmt.Errorf("delete task: %w", err)
 			}
 		} else if !errdefs.IsNotFound(err) {
@@ -567,12 +310,21 @@ func (b *Backend) remove(ctx context.Context, id string) error {
 // kill a sandbox that has ended with "sandbox is not running", which the
 // runc shim does not take for "already finished" as it does runc's words,
 // so the kill fails; the task has ended then, and is deleted without it.
-func deleteTask(ctx context.Context, task containerd.Task) error {
+// runsc refuses to kill a task that was created and never started, too
+// (a warm container no call took), which containerd's client will not
+// delete unkilled: the task service deletes it, and the shim deletes a
+// created task.
+func (b *Backend) deleteTask(ctx context.Context, task containerd.Task) error {
 	_, err := task.Delete(ctx, containerd.WithProcessKill)
 	if err == nil || errdefs.IsNotFound(err) || ctx.Err() != nil {
 		return err
 	}
-	if _, again := task.Delete(ctx); again != nil && !errdefs.IsNotFound(again) {
+	_, again := task.Delete(ctx)
+	if errdefs.IsFailedPrecondition(again) {
+		_, again = b.client.TaskService().Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: task.ID()})
+		again = errdefs.FromGRPC(again)
+	}
+	if again != nil && !errdefs.IsNotFound(again) {
 		return errors.Join(err, again)
 	}
 	return nil

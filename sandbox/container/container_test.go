@@ -409,7 +409,7 @@ func testRunUsesTheProfileSpec(t *testing.T, tier Isolation) {
 	}()
 	var running []containerd.Container
 	for deadline := time.Now().Add(10 * time.Second); len(running) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		running, _ = b.client.Containers(context.Background(), fmt.Sprintf("labels.%q==profile-check", LabelCallID))
+		running, _ = b.client.Containers(context.Background(), fmt.Sprintf("labels.%q==%s", LabelOwner, ownerValue))
 	}
 	if len(running) != 1 {
 		t.Fatalf("%d containers of the call", len(running))

@@ -177,12 +177,19 @@ func TestStartupSweepsLeftovers(t *testing.T) {
 	ctrd := testenv.NewContainerd(t)
 	first := newBackend(t, ctrd)
 	// A crash mid-call: the container and task exist, the server is gone.
-	spec, err := Spec(context.Background(), first.cfg.Namespace, first.cfg.CallFor("kmcp-crashed", plugin(t, "sleep 60"), nil, nil, false))
+	call := first.cfg.CallFor("kmcp-crashed", plugin(t, "sleep 60"), nil, nil, false)
+	if err := os.MkdirAll(call.LaunchDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeLaunch(call); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := Spec(context.Background(), first.cfg.Namespace, call)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := first.client.NewContainer(context.Background(), "kmcp-crashed", containerd.WithSpec(spec),
-		containerd.WithContainerLabels(map[string]string{LabelOwner: ownerValue, LabelCallID: "crashed"}),
+		containerd.WithContainerLabels(map[string]string{LabelOwner: ownerValue}),
 		containerd.WithRuntime(first.cfg.Runtime, nil))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,10 @@ const (
 	PluginDir      = "/plugin"          // the plugin file is mounted here, read-only
 	KubeconfigPath = "/run/kube/config" // the call's kubeconfig, read-only
 	ImagePath      = "/usr/local/bin:/usr/bin:/bin"
+	// LaunchDir holds the call's argv and environment, read-only, for the
+	// container's first program, Launcher, which execs the plugin with them.
+	LaunchDir = "/run/launch"
+	Launcher  = "/usr/local/libexec/kmcp-launch"
 )
 
 // Limits bound what one call's container may use.
@@ -40,6 +44,9 @@ type Call struct {
 	Args   []string
 	// Env holds extra variables, after PATH, HOME, TMPDIR and KUBECONFIG.
 	Env []string
+	// LaunchDir is the host folder of the call's argv and environment (see
+	// Launcher), written when the call starts.
+	LaunchDir string
 	// Kubeconfig is the host path of the call's kubeconfig, or "" for none.
 	Kubeconfig string
 	// NetNS is the call's network namespace, or "" for a new, empty one.
@@ -63,12 +70,9 @@ type Option struct {
 // Profile is the sandbox of one call, as a list of small named options in
 // the style of containerd's oci.SpecOpts.
 func Profile(c Call) []Option {
-	pluginInside := PluginDir + "/" + filepath.Base(c.Plugin)
-	kubeconfig := "/dev/null"
 	kubeconfigStep := "no cluster: no kubeconfig (KUBECONFIG=/dev/null)"
 	networkStep := "network: a new empty namespace, nothing in reach"
 	if c.Kubeconfig != "" {
-		kubeconfig = KubeconfigPath
 		kubeconfigStep = "the target cluster's kubeconfig only, read-only at " + KubeconfigPath
 		networkStep = "network: the call's own namespace, loopback only; the cluster at 127.0.0.1 is the one thing in reach"
 	}
@@ -92,10 +96,14 @@ func Profile(c Call) []Option {
 		{fmt.Sprintf("/dev/shm: a tmpfs of %d MiB for POSIX shared memory, writable, noexec", shmMiB), withTmpfs("/dev/shm", shmMiB, "noexec")},
 		kernelMounts,
 		{"/run: a root-owned, read-only tmpfs for mount points", withMountDir("/run")},
-		{"the plugin file, read-only at " + pluginInside, compose(c.mountDir(PluginDir), withReadOnlyFile(c.Plugin, pluginInside))},
+		{"the plugin file, read-only at " + c.pluginInside(), compose(c.mountDir(PluginDir), withReadOnlyFile(c.Plugin, c.pluginInside()))},
 		{kubeconfigStep, c.withKubeconfig()},
-		{"the plugin and its arguments as argv", oci.WithProcessArgs(append([]string{pluginInside}, c.Args...)...)},
-		{"environment: PATH, HOME=/tmp, TMPDIR=/tmp, TERM=dumb, KUBECONFIG; nothing of the server's", withExactEnv(append([]string{"PATH=" + ImagePath, "HOME=/tmp", "TMPDIR=/tmp", "TERM=dumb", "KUBECONFIG=" + kubeconfig}, c.Env...))},
+		{"the plugin and its arguments as argv, handed in when the call starts the container (runc start; it is created before the call, " +
+			"runc create): its first program, " + Launcher + " from the image, execs the plugin with the argv and environment " +
+			"the call writes into its own folder, read-only at " + LaunchDir,
+			compose(withReadOnlyDir(c.LaunchDir, LaunchDir), oci.WithProcessArgs(Launcher))},
+		{"environment: PATH, HOME=/tmp, TMPDIR=/tmp, TERM=dumb, KUBECONFIG, and the call's own variables; nothing of the server's",
+			withExactEnv(c.baseEnv())},
 		{"working directory /tmp", oci.WithProcessCwd("/tmp")},
 		{fmt.Sprintf("user %d, group %d, no supplementary groups", c.User, c.User), compose(oci.WithUIDGID(c.User, c.User), withNoAdditionalGroups)},
 		{"no capabilities", withNoCapabilities},
@@ -116,6 +124,35 @@ func Profile(c Call) []Option {
 	}
 	return opts
 }
+
+func (c Call) pluginInside() string { return PluginDir + "/" + filepath.Base(c.Plugin) }
+
+// Launch is what the container's first program, Launcher, execs when the
+// call starts it: the spec's process is the launcher, this is the plugin.
+type Launch struct {
+	Argv []string `json:"argv"`
+	// Env is the whole environment: the container's own (baseEnv) and
+	// the call's extra variables.
+	Env []string `json:"env"`
+}
+
+// Launch is c's plugin run, as the launcher execs it.
+func (c Call) Launch() Launch {
+	return Launch{Argv: append([]string{c.pluginInside()}, c.Args...), Env: append(c.baseEnv(), c.Env...)}
+}
+
+// baseEnv is the environment every container of c's kind starts with; it
+// is set when the container is created, before the call is known.
+func (c Call) baseEnv() []string {
+	kubeconfig := "/dev/null"
+	if c.Kubeconfig != "" {
+		kubeconfig = KubeconfigPath
+	}
+	return []string{"PATH=" + ImagePath, "HOME=/tmp", "TMPDIR=/tmp", "TERM=dumb", "KUBECONFIG=" + kubeconfig}
+}
+
+// nothing is a step the spec does not show: the launcher applies it.
+func nothing(context.Context, oci.Client, *containers.Container, *oci.Spec) error { return nil }
 
 // Spec applies a profile to containerd's default Linux spec: the spec the
 // backend hands to containerd, and the one `profile show` prints.
@@ -240,9 +277,18 @@ func withReadOnlyFile(source, destination string) oci.SpecOpts {
 	}})
 }
 
+// withReadOnlyDir bind-mounts a host folder read-only, with nothing in
+// it to execute.
+func withReadOnlyDir(source, destination string) oci.SpecOpts {
+	return oci.WithMounts([]specs.Mount{{
+		Destination: destination, Type: "bind", Source: source,
+		Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
+	}})
+}
+
 func (c Call) withKubeconfig() oci.SpecOpts {
 	if c.Kubeconfig == "" {
-		return func(context.Context, oci.Client, *containers.Container, *oci.Spec) error { return nil }
+		return nothing
 	}
 	return compose(c.mountDir(filepath.Dir(KubeconfigPath)), withReadOnlyFile(c.Kubeconfig, KubeconfigPath))
 }
