@@ -95,6 +95,7 @@ type callLine struct {
 	Cluster    string    `json:"cluster"`
 	Args       []string  `json:"args"`
 	Sandbox    string    `json:"sandbox"`
+	Warm       bool      `json:"warm,omitempty"`
 	Status     Status    `json:"status"`
 	ExitCode   int       `json:"exit_code"`
 	DurationMS int64     `json:"duration_ms"`
@@ -176,7 +177,7 @@ func (a *auditLog) request(rec gateway.Record) error {
 // on disk before the result reaches the caller. An error means it is not.
 func (a *auditLog) call(res *Result, args []string) error {
 	line := callLine{Type: "call", Time: res.Timestamp, CallID: res.CallID, Plugin: res.Plugin, Cluster: res.Cluster,
-		Args: args, Sandbox: res.Sandbox, Status: res.Status, ExitCode: res.ExitCode, DurationMS: res.DurationMS}
+		Args: args, Sandbox: res.Sandbox, Warm: res.Warm, Status: res.Status, ExitCode: res.ExitCode, DurationMS: res.DurationMS}
 	for _, r := range res.APIRequests {
 		if r.Decision == gateway.Allow {
 			line.Allowed++

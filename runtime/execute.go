@@ -49,7 +49,9 @@ type Result struct {
 	Duration   time.Duration `json:"duration" jsonschema:"How long it ran, in nanoseconds."`
 	DurationMS int64         `json:"duration_ms" jsonschema:"How long it ran, in milliseconds."`
 	// Sandbox names the backend that ran the plugin; "none" means no sandbox.
-	Sandbox   string `json:"sandbox" jsonschema:"The sandbox backend that ran it; container/gvisor means a container under gVisor's kernel; none means no sandbox: a plain process with the server's own rights. Empty when no backend can run plugins."`
+	Sandbox string `json:"sandbox" jsonschema:"The sandbox backend that ran it; container/gvisor means a container under gVisor's kernel; none means no sandbox: a plain process with the server's own rights. Empty when no backend can run plugins."`
+	// Warm says the call started a container made ahead of it.
+	Warm      bool   `json:"warm,omitempty" jsonschema:"True when the call started a container created ahead of it (the warm pool); absent when the call created its own. Either way the container served this call alone."`
 	Truncated bool   `json:"truncated" jsonschema:"True when output beyond the server's cap (max_output) was dropped."`
 	Status    Status `json:"status" jsonschema:"How the call ended: ok (exit code 0), failed (a non-zero exit code, or the plugin could not run), timeout (execution_timeout ended it), cancelled (the caller cancelled it, or the server shut down), killed (a signal ended it)."`
 	// Message says in words why a call did not end with status ok.

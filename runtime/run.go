@@ -125,6 +125,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	res.Duration = time.Since(res.Timestamp)
 	res.DurationMS = res.Duration.Milliseconds()
 	res.Output, res.Error, res.ExitCode = stdout.String(), stderr.String(), run.ExitCode
+	res.Warm = run.Warm
 	if dropped := stdout.Truncated() + stderr.Truncated(); dropped > 0 {
 		res.Truncated = true
 		res.Message = fmt.Sprintf("output truncated: %d bytes beyond the %d-byte cap per stream were dropped", dropped, r.cfg.Plugins.MaxOutput)
