@@ -41,7 +41,9 @@ func loadCache(path string) map[string]*cacheEntry {
 	if err != nil {
 		return entries
 	}
-	var f cacheFile
+	// A map made to size spares the decoder growing it entry by entry;
+	// an entry takes a few hundred bytes of the file.
+	f := cacheFile{Entries: make(map[string]*cacheEntry, len(data)/400)}
 	if json.Unmarshal(data, &f) != nil || f.Version != cacheVersion || f.Entries == nil {
 		return entries
 	}

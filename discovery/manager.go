@@ -59,6 +59,10 @@ type Manager struct {
 
 	refreshMu sync.Mutex // one refresh at a time
 
+	// cacheLoaded is closed once cache holds what the cache file had: it
+	// is read while the first refresh lists the folders.
+	cacheLoaded chan struct{}
+
 	mu          sync.RWMutex
 	plugins     map[string]*Plugin
 	order       []string
@@ -80,7 +84,12 @@ func NewManager(opts Options) *Manager {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Manager{opts: opts, log: log, plugins: map[string]*Plugin{}, cache: loadCache(opts.CacheFile)}
+	m := &Manager{opts: opts, log: log, plugins: map[string]*Plugin{}, cacheLoaded: make(chan struct{})}
+	go func() {
+		m.cache = loadCache(opts.CacheFile)
+		close(m.cacheLoaded)
+	}()
+	return m
 }
 
 // Subscribe calls f with the changes of every refresh that finds some.
@@ -99,10 +108,11 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	defer m.refreshMu.Unlock()
 
 	found, warnings := scan(m.opts.Dirs)
+	<-m.cacheLoaded
 	var unhashed []*Plugin
 	m.mu.RLock()
 	for _, p := range found {
-		if m.cache[p.identity.key()] == nil {
+		if m.cache[p.cacheKey] == nil {
 			unhashed = append(unhashed, p)
 		}
 	}
@@ -114,9 +124,9 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	refused := map[string]string{}
 	m.mu.RLock()
 	for _, p := range found {
-		e := learnt[p.identity.key()]
+		e := learnt[p.cacheKey]
 		if e == nil {
-			e = m.cache[p.identity.key()]
+			e = m.cache[p.cacheKey]
 		}
 		if e == nil {
 			continue // its file went away while we read it
@@ -136,7 +146,7 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	}
 	m.mu.RUnlock()
 	unfit := m.prepare(ctx, prepare)
-	probe = slices.DeleteFunc(probe, func(p *Plugin) bool { return unfit[p.identity.key()] != "" })
+	probe = slices.DeleteFunc(probe, func(p *Plugin) bool { return unfit[p.cacheKey] != "" })
 	helped, notes := m.probe(ctx, probe)
 
 	m.mu.Lock()
@@ -149,7 +159,7 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 	next := make(map[string]*Plugin, len(found))
 	order := make([]string, 0, len(found))
 	for _, p := range found {
-		e := m.cache[p.identity.key()]
+		e := m.cache[p.cacheKey]
 		if e == nil {
 			continue
 		}
@@ -158,8 +168,8 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 		switch reason, isRefused := refused[p.Name]; {
 		case isRefused:
 			p.HelpWarning = "help was not run: policy does not let this plugin run (" + reason + ")"
-		case unfit[p.identity.key()] != "":
-			p.HelpWarning = "this plugin cannot run: " + unfit[p.identity.key()]
+		case unfit[p.cacheKey] != "":
+			p.HelpWarning = "this plugin cannot run: " + unfit[p.cacheKey]
 		case backend == nil && p.Kind == KindWasm:
 			p.HelpWarning = "help was not run: WebAssembly plugins need the wasm sandbox backend, which is not available"
 		case backend == nil:
@@ -170,8 +180,8 @@ func (m *Manager) Refresh(ctx context.Context) ([]Event, error) {
 				p.Parameters = e.Help.Parameters
 			}
 			p.HelpWarning = e.HelpWarning
-		case notes[p.identity.key()] != "":
-			p.HelpWarning = notes[p.identity.key()]
+		case notes[p.cacheKey] != "":
+			p.HelpWarning = notes[p.cacheKey]
 		default:
 			p.HelpWarning = "help has not run yet; it runs on the next discovery"
 		}
@@ -231,7 +241,7 @@ func (m *Manager) backendFor(p *Plugin) sandbox.Backend {
 func (m *Manager) prune() {
 	live := make(map[string]bool, len(m.plugins))
 	for _, p := range m.plugins {
-		live[p.identity.key()] = true
+		live[p.cacheKey] = true
 	}
 	for k := range m.cache {
 		if !live[k] {
@@ -251,7 +261,7 @@ func (m *Manager) hash(plugins []*Plugin) map[string]*cacheEntry {
 			return
 		}
 		mu.Lock()
-		out[p.identity.key()] = &cacheEntry{SHA256: sum}
+		out[p.cacheKey] = &cacheEntry{SHA256: sum}
 		mu.Unlock()
 	})
 	return out
@@ -272,7 +282,7 @@ func (m *Manager) prepare(ctx context.Context, plugins []*Plugin) map[string]str
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("plugin cannot run", "plugin", p.Name, "error", err)
 			mu.Lock()
-			unfit[p.identity.key()] = err.Error()
+			unfit[p.cacheKey] = err.Error()
 			mu.Unlock()
 		}
 	})
@@ -288,7 +298,7 @@ func (m *Manager) probe(ctx context.Context, plugins []*Plugin) (helped map[stri
 	helped, notes = map[string]*cacheEntry{}, map[string]string{}
 	var mu sync.Mutex
 	forEach(plugins, func(p *Plugin) {
-		key := p.identity.key()
+		key := p.cacheKey
 		if ctx.Err() != nil {
 			mu.Lock()
 			notes[key] = "help was not run: discovery was cancelled; it runs on the next discovery"
@@ -362,11 +372,30 @@ func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugi
 	case res.Signal != "":
 		return helpparse.Help{}, fmt.Sprintf("help crashed: %s", res.Describe()), true
 	}
-	help = helpparse.Parse(out.String())
+	help = detach(helpparse.Parse(out.String()))
 	if help.Layout == "" && len(help.Parameters) == 0 {
 		return help, fmt.Sprintf("help (%s) could not be parsed into parameters; pass raw arguments", res.Describe()), true
 	}
 	return help, "", true
+}
+
+// detach copies what was parsed out of a help text: the parsed strings
+// point into it, and the cache would otherwise keep every plugin's whole
+// help (up to HelpOutputLimit) alive for as long as it keeps the plugin.
+func detach(h helpparse.Help) helpparse.Help {
+	h.Description, h.Usage, h.Layout = strings.Clone(h.Description), strings.Clone(h.Usage), strings.Clone(h.Layout)
+	if h.Parameters == nil {
+		return h
+	}
+	params := make([]helpparse.Parameter, len(h.Parameters))
+	for i, p := range h.Parameters {
+		p.Name, p.Short, p.Type = strings.Clone(p.Name), strings.Clone(p.Short), strings.Clone(p.Type)
+		p.Description, p.Default = strings.Clone(p.Description), strings.Clone(p.Default)
+		p.OptionalValue, p.ValueName = strings.Clone(p.OptionalValue), strings.Clone(p.ValueName)
+		params[i] = p
+	}
+	h.Parameters = params
+	return h
 }
 
 // goneFiles are the plugins of prev whose file next no longer lists.

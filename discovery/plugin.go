@@ -2,9 +2,10 @@ package discovery
 
 import (
 	"fmt"
-	"os"
-	"syscall"
+	"io/fs"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/helpparse"
 )
@@ -48,6 +49,7 @@ type Plugin struct {
 	ToolName string `json:"tool_name,omitempty"`
 
 	identity identity
+	cacheKey string // identity.key(): the cache's name for this version of the file
 }
 
 // Warning is something discovery noticed, in kubectl plugin list's words.
@@ -69,14 +71,27 @@ type identity struct {
 	Inode   uint64 `json:"inode"`
 }
 
-// identityOf reads the identity of the file at resolved path from info.
-func identityOf(resolved string, info os.FileInfo) identity {
-	id := identity{Path: resolved, Size: info.Size(), ModTime: info.ModTime().UnixNano()}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		id.Inode = st.Ino
-		id.Ctime = st.Ctim.Nano()
+// identityOf is the identity of the file at resolved path, from its stat.
+func identityOf(resolved string, st *unix.Stat_t) identity {
+	return identity{Path: resolved, Size: st.Size, ModTime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Inode: st.Ino}
+}
+
+// statAt is os.Stat of name in the folder open as dirfd (unix.AT_FDCWD
+// for a name that is a path), keeping the whole stat for identityOf. In a
+// folder it spares the kernel the folder's path for each of its files;
+// full names the file in errors.
+func statAt(dirfd int, full, name string) (*unix.Stat_t, error) {
+	var st unix.Stat_t
+	for {
+		err := unix.Fstatat(dirfd, name, &st, 0) // follows symlinks, as os.Stat does
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "stat", Path: full, Err: err}
+		}
+		return &st, nil
 	}
-	return id
 }
 
 func (id identity) key() string {
@@ -108,11 +123,11 @@ func itoa(n int64) string {
 // file swapped or rewritten after discovery (and after policy read its
 // digest) never runs. It costs one stat.
 func (p *Plugin) Verify() error {
-	info, err := os.Stat(p.ResolvedPath)
+	st, err := statAt(unix.AT_FDCWD, p.ResolvedPath, p.ResolvedPath)
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", p.Name, err)
 	}
-	if identityOf(p.ResolvedPath, info) != p.identity {
+	if identityOf(p.ResolvedPath, st) != p.identity {
 		return fmt.Errorf("plugin %s changed on disk since it was discovered; run plugins_discover to check it again", p.Name)
 	}
 	return nil

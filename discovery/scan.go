@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 )
@@ -43,11 +47,12 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 	seenFile := map[string]string{} // base name -> first path, as kubectl keys it
 	winner := map[string]*Plugin{}  // plugin name -> the file that runs
 	for _, dir := range dirs {
-		entries, err := os.ReadDir(dir)
+		folder, entries, err := readDir(dir)
 		if err != nil {
 			warnings = append(warnings, Warning{Path: dir, Message: fmt.Sprintf("unable to read directory %q: %v; skipping it", dir, err)})
 			continue
 		}
+		dirfd := int(folder.Fd())
 		resolvedDir, err := filepath.EvalSymlinks(dir)
 		if err != nil {
 			resolvedDir = dir
@@ -69,19 +74,19 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 				warnings = append(warnings, Warning{Plugin: name, Path: full, Message: fmt.Sprintf(format, args...)})
 			}
 
-			info, err := os.Stat(full)
+			st, err := statAt(dirfd, full, file)
 			runnable := err == nil
 			switch {
 			case err != nil:
 				warn("unable to identify %s as an executable file: %v", full, err)
-			case kind == KindExec && (info.IsDir() || info.Mode()&0o111 == 0):
+			case kind == KindExec && (st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Mode&0o111 == 0):
 				warn("%s identified as a kubectl plugin, but it is not executable", full)
 				runnable = false
-			case kind == KindWasm && !info.Mode().IsRegular():
+			case kind == KindWasm && st.Mode&unix.S_IFMT != unix.S_IFREG:
 				warn("%s is not a regular file", full)
 				runnable = false
 			}
-			if runnable && info.Mode().Perm()&0o002 != 0 {
+			if runnable && st.Mode&0o002 != 0 {
 				warn("%s is writable by every user of this machine: any of them can change what runs; make it writable by its owner only", full)
 			}
 			if prev, ok := seenFile[file]; ok {
@@ -106,24 +111,29 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 				continue
 			}
 
-			resolved := filepath.Join(resolvedDir, file)
+			resolved := full
+			if resolvedDir != dir {
+				resolved = filepath.Join(resolvedDir, file)
+			}
 			if e.Type()&os.ModeSymlink != 0 {
 				if resolved, err = filepath.EvalSymlinks(full); err != nil {
 					warn("unable to resolve %s: %v", full, err)
 					continue
 				}
 			}
+			id := identityOf(resolved, st)
 			p := &Plugin{
 				Name:         name,
 				Command:      pluginname.Command(name),
 				Path:         full,
 				ResolvedPath: resolved,
 				Kind:         kind,
-				Size:         info.Size(),
-				ModTime:      info.ModTime(),
+				Size:         st.Size,
+				ModTime:      time.Unix(st.Mtim.Unix()),
 				Parameters:   []Parameter{},
 				ToolName:     pluginname.ToolName(name),
-				identity:     identityOf(resolved, info),
+				identity:     id,
+				cacheKey:     id.key(),
 			}
 			if alias := pluginname.Normalize(name); alias != name {
 				p.Aliases = []string{alias}
@@ -134,8 +144,25 @@ func scan(dirs []string) ([]*Plugin, []Warning) {
 			winner[name] = p
 			plugins = append(plugins, p)
 		}
+		folder.Close()
 	}
 	return plugins, warnings
+}
+
+// readDir opens a folder and lists it sorted by name, as os.ReadDir does;
+// the open folder is for statAt.
+func readDir(dir string) (*os.File, []os.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	slices.SortFunc(entries, func(a, b os.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return f, entries, nil
 }
 
 // writableByOthers reports whether every user may write to dir; the

@@ -81,6 +81,7 @@ func (s *Server) managementTools() []server.ServerTool {
 				mcp.WithDescription(strings.Join([]string{
 					"Runs one allowed kubectl plugin with raw command-line arguments on one cluster and returns its output.",
 					"Returns text (a summary line, stdout, stderr and a message when the call did not succeed) and a structured result: call_id, plugin, cluster, output, error (stderr), exit_code, status (ok, failed, timeout, cancelled, killed; refused or error when it did not run), duration_ms, sandbox, truncated, message.",
+					"Every plugin_<name> tool returns this same result; this tool's outputSchema describes each field.",
 					"Prefer the plugin's own plugin_<name> tool when it exists: its flags are typed parameters. Use this tool for plugins without one or for arguments that tool does not offer.",
 					"Arguments are passed as the plugin's argv, one element each, never through a shell; flags choosing a kubeconfig, context, server or credentials are refused.",
 					names, s.clusterText(), s.sandboxText(),
@@ -88,7 +89,7 @@ func (s *Server) managementTools() []server.ServerTool {
 				mcp.WithString("plugin", mcp.Required(), mcp.Description("The plugin's name, e.g. get_all or get-all.")),
 				mcp.WithArray("args", mcp.WithStringItems(), mcp.Description(`Arguments in order, each its own argv element, e.g. ["pods", "--namespace=default"]. No shell quoting: one element is one argument.`)),
 				mcp.WithString("cluster", mcp.Description(s.clusterParamText())),
-				mcp.WithString("stdin", mcp.Description(stdinText)),
+				mcp.WithString("stdin", mcp.Description(stdinText+` For example a manifest for kube-score, with args ["score", "-"].`)),
 				mcp.WithSchemaAdditionalProperties(false),
 				mcp.WithRawOutputSchema(s.resultSchema),
 				mcp.WithToolAnnotation(annotations("Plugins: Execute", false, true, false, true)),
@@ -100,6 +101,9 @@ func (s *Server) managementTools() []server.ServerTool {
 
 // clusterParamText describes a cluster parameter.
 func (s *Server) clusterParamText() string {
+	if len(s.clusters) == 0 {
+		return "No clusters are configured: leave it empty."
+	}
 	return "The cluster to run on. " + s.clusterText()
 }
 
@@ -508,4 +512,4 @@ func (s *Server) handleExecute(ctx context.Context, req mcp.CallToolRequest) (*m
 }
 
 // stdinText describes the stdin argument to the model.
-const stdinText = "Text given to the plugin on standard input (at most 1 MiB), for plugins that read input there, e.g. a manifest with args [\"score\", \"-\"] for kube-score. Plugins run in a sandbox and cannot read your files: pass content here instead of a path."
+const stdinText = "Text for the plugin's standard input (at most 1 MiB); plugins cannot read your files."

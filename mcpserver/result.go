@@ -27,13 +27,17 @@ const (
 // status. The runtime's own statuses are described on runtime.Result.
 const ownStatuses = "A call that never ran has status refused (not run: policy, an unknown plugin or cluster, forbidden arguments, no sandbox, or the server is shutting down) or error (not run: the call could not be prepared)."
 
-// resultSchema is the outputSchema of every tool that runs a plugin. mcp-go
-// generates it from runtime.Result, as mcp.WithOutputSchema does: property
-// names from the json tags, types from the Go types, required from the
-// fields without omitempty, descriptions from the jsonschema tags. So it can
-// never drift from what results carry. This package adds one sentence, on
-// the statuses it owns; status stays described, not enumerated, so a status
-// the runtime adds later does not turn results into schema errors.
+// resultSchema is the outputSchema of plugins_execute: the one description
+// of the result that every tool running a plugin returns. The plugin_<name>
+// tools declare none, since a thousand copies of its 4 KiB in every
+// tools/list would tell a client nothing new.
+//
+// mcp-go generates it from runtime.Result, as mcp.WithOutputSchema does:
+// property names from the json tags, types from the Go types, required from
+// the fields without omitempty, descriptions from the jsonschema tags. So it
+// can never drift from what results carry. This package adds one sentence,
+// on the statuses it owns; status stays described, not enumerated, so a
+// status the runtime adds later does not turn results into schema errors.
 var resultSchema = sync.OnceValues(func() (json.RawMessage, error) {
 	raw, err := mcp.SchemaForRaw[runtime.Result]()
 	if err != nil {

@@ -1,10 +1,11 @@
 package mcpserver
 
 import (
-	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -48,7 +49,7 @@ type Server struct {
 	defaultCluster string
 	version        string
 
-	resultSchema json.RawMessage // outputSchema of the tools that run plugins
+	resultSchema json.RawMessage // outputSchema of plugins_execute
 
 	guard           *guard        // Origin and authentication of the HTTP transports
 	bodyReadTimeout time.Duration // for one HTTP request body
@@ -58,10 +59,10 @@ type Server struct {
 	stopOnce sync.Once     // closes stopped
 	stopped  chan struct{} // closed when the first Shutdown returns
 
-	syncMu sync.Mutex        // one SyncTools at a time
-	mu     sync.Mutex        // guards the fields below
-	tools  map[string][]byte // tool name -> its definition as served, to tell changes
-	owners map[string]string // plugin_* tool name -> the plugin it runs
+	syncMu sync.Mutex            // one SyncTools at a time
+	mu     sync.Mutex            // guards the fields below
+	tools  map[string]toolDigest // tool name -> the digest of its definition as served, to tell changes
+	owners map[string]string     // plugin_* tool name -> the plugin it runs
 }
 
 // New builds a Server, registers its tools and follows the runtime's
@@ -86,7 +87,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mcpserver: %w", err)
 	}
-	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string][]byte{},
+	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string]toolDigest{},
 		resultSchema: schema, calls: newInflight(), stopped: make(chan struct{}),
 		guard: g, bodyReadTimeout: bodyReadTimeout}
 	if opts.Clusters != nil {
@@ -126,6 +127,10 @@ func (s *Server) Tools() []string {
 	return names
 }
 
+// toolDigest tells one definition of a tool from another; the definitions
+// themselves live in mcp-go.
+type toolDigest = [sha256.Size]byte
+
 // SyncTools rebuilds the plugin_* tools from the runtime's plugins. When the
 // set of tools or any definition changed, every connected client gets
 // notifications/tools/list_changed.
@@ -135,7 +140,7 @@ func (s *Server) SyncTools() {
 
 	pluginTools, owners := s.pluginTools()
 	all := append(s.managementTools(), pluginTools...)
-	defs := make(map[string][]byte, len(all))
+	defs := make(map[string]toolDigest, len(all))
 	for _, t := range all {
 		b, err := json.Marshal(t.Tool)
 		if err != nil {
@@ -144,7 +149,7 @@ func (s *Server) SyncTools() {
 			s.log.Error("tool left out: its definition does not encode", "tool", t.Tool.Name, "error", err)
 			continue
 		}
-		defs[t.Tool.Name] = b
+		defs[t.Tool.Name] = sha256.Sum256(b)
 	}
 	kept := all[:0]
 	for _, t := range all {
@@ -157,7 +162,7 @@ func (s *Server) SyncTools() {
 	s.owners = owners
 	changed := len(defs) != len(s.tools)
 	for name, b := range defs {
-		if old, ok := s.tools[name]; !ok || !bytes.Equal(old, b) {
+		if old, ok := s.tools[name]; !ok || old != b {
 			changed = true
 		}
 	}
@@ -184,6 +189,10 @@ func (s *Server) SyncTools() {
 	// SetTools replaces the whole set at once and sends one list_changed.
 	s.mcp.SetTools(kept...)
 	s.log.Info("tools updated", "tools", len(defs), "added", strings.Join(added, ","), "removed", strings.Join(removed, ","))
+	// The discovery behind a change (a thousand helps, at start) and the
+	// tools it replaced are garbage now; an idle server should not keep
+	// their pages until the heap grows that large again.
+	debug.FreeOSMemory()
 }
 
 // clusterText says which clusters a call can target, for descriptions.

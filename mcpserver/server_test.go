@@ -332,9 +332,11 @@ func TestToolsList(t *testing.T) {
 				{"plugins_info", "Plugins: Info", true, false, false, false},
 				{"plugins_discover", "Plugins: Discover", false, false, false, false},
 				{"plugins_execute", "Plugins: Execute", false, true, true, true},
-				{"plugin_echo", "Plugin: echo", false, false, true, true},
-				{"plugin_delete_pods", "Plugin: delete-pods", false, true, true, true},
-				{"plugin_foo_bar", "Plugin: foo-bar", false, false, true, true},
+				// Plugin tools return plugins_execute's result and do not
+				// repeat its schema.
+				{"plugin_echo", "Plugin: echo", false, false, true, false},
+				{"plugin_delete_pods", "Plugin: delete-pods", false, true, true, false},
+				{"plugin_foo_bar", "Plugin: foo-bar", false, false, true, false},
 			} {
 				tool := tools[tt.tool]
 				a := tool.Annotations
@@ -392,10 +394,15 @@ func TestToolsList(t *testing.T) {
 			if items := prop("label", "items"); !reflect.DeepEqual(items, map[string]any{"type": "string"}) {
 				t.Errorf("label items %v", items)
 			}
-			for _, want := range []string{"Print the arguments, one per line.", "`kubectl echo`", "Clusters: c1, c2", "WITHOUT a sandbox"} {
+			for _, want := range []string{"Print the arguments, one per line.", "`kubectl echo`", "WITHOUT a sandbox"} {
 				if !strings.Contains(echo.Description, want) {
 					t.Errorf("plugin_echo description lacks %q: %s", want, echo.Description)
 				}
+			}
+			// What every plugin tool shares is said once: the clusters in
+			// the cluster parameter, the result's fields in plugins_execute.
+			if strings.Contains(echo.Description, "Clusters:") {
+				t.Errorf("plugin_echo description repeats the clusters its cluster parameter names: %s", echo.Description)
 			}
 			if d := tools["plugin_fail"].Description; !strings.Contains(d, "flags are unknown") || !strings.Contains(d, "pass every argument raw in args") {
 				t.Errorf("plugin_fail description should say its flags are unknown: %s", d)
@@ -413,6 +420,29 @@ func TestToolsList(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A plugin tool carries what is its own: what every plugin tool shares (the
+// result's schema, the clusters, an isolating sandbox) is said once, so a
+// thousand of them make a tools/list of about a KiB a tool, not four.
+func TestPluginToolsCarryOnlyTheirOwn(t *testing.T) {
+	f := newFixture(t)
+	for name, most := range map[string]int{
+		"plugin_whereami": 1024, // no flags of its own
+		"plugin_echo":     1792, // eight flags
+	} {
+		tool := f.srv.MCPServer().GetTool(name)
+		if tool == nil {
+			t.Fatalf("no %s", name)
+		}
+		def, err := json.Marshal(tool.Tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(def) > most {
+			t.Errorf("%s takes %d bytes in tools/list, more than %d:\n%s", name, len(def), most, def)
+		}
 	}
 }
 

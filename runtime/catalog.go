@@ -83,7 +83,14 @@ type Runtime struct {
 
 	mu    sync.Mutex
 	stats map[string]*usage
+
+	decisionsMu sync.Mutex
+	decisions   map[policy.Plugin]policy.Decision // for any cluster; see Decide
 }
+
+// maxDecisions bounds what Decide remembers: plugins that come and go
+// would otherwise grow it without end.
+const maxDecisions = 1 << 14
 
 type usage struct {
 	lastUsed time.Time
@@ -184,9 +191,29 @@ func (r *Runtime) DefaultCluster() string { return r.clusters.Default() }
 // Warnings are what the last discovery noticed.
 func (r *Runtime) Warnings() []discovery.Warning { return r.discovery.Warnings() }
 
-// Decide says whether a plugin may run on a cluster ("" for any).
+// Decide says whether a plugin may run on a cluster ("" for any). The
+// answer for any cluster is remembered by name and digest: the policy does
+// not change while the runtime lives, and every discovery and every listing
+// asks it about every plugin.
 func (r *Runtime) Decide(p *discovery.Plugin, cluster string) policy.Decision {
-	return r.policy.Decide(policy.Plugin{Name: p.Name, SHA256: p.SHA256}, cluster)
+	pl := policy.Plugin{Name: p.Name, SHA256: p.SHA256}
+	if cluster != "" {
+		return r.policy.Decide(pl, cluster)
+	}
+	r.decisionsMu.Lock()
+	d, ok := r.decisions[pl]
+	r.decisionsMu.Unlock()
+	if ok {
+		return d
+	}
+	d = r.policy.Decide(pl, "")
+	r.decisionsMu.Lock()
+	if r.decisions == nil || len(r.decisions) >= maxDecisions {
+		r.decisions = map[policy.Plugin]policy.Decision{}
+	}
+	r.decisions[pl] = d
+	r.decisionsMu.Unlock()
+	return d
 }
 
 func (r *Runtime) info(p *discovery.Plugin) PluginInfo {
