@@ -63,6 +63,7 @@ func benchRunsWith(b *testing.B, plugin string, args []string, stdin []byte, nat
 			nativeTimes = append(nativeTimes, time.Since(start))
 		}
 		b.ReportMetric(ms(quantile(nativeTimes, 0.5)), "native-p50-ms")
+		b.ReportMetric(ms(quantile(nativeTimes, 0.95)), "native-p95-ms")
 	}
 	b.ReportMetric(ms(quantile(wasmTimes, 0.5)), "p50-ms")
 	b.ReportMetric(ms(quantile(wasmTimes, 0.95)), "p95-ms")
@@ -77,9 +78,28 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // BenchmarkSmallModule is one call of a small Go guest (2 MB), from its
-// compiled module: instantiate, run, close.
+// compiled module: instantiate, run, close; beside a direct exec of its
+// native build.
 func BenchmarkSmallModule(b *testing.B) {
-	benchRuns(b, testenv.WasmGuest(b, "sandbox/wasm/testdata/small", "small"), []string{"hello"}, nil, "")
+	benchRuns(b, testenv.WasmGuest(b, "sandbox/wasm/testdata/small", "small"), []string{"hello"}, nil,
+		buildNative(b, "./sandbox/wasm/testdata/small", "kubectl-small"))
+}
+
+// buildNative builds the Go package pkg (relative to the repository root)
+// for this machine, static, and returns the program's path.
+func buildNative(b *testing.B, pkg, name string) string {
+	native := filepath.Join(b.TempDir(), name)
+	root, err := images.RepoRoot()
+	if err != nil {
+		b.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-trimpath", "-o", native, pkg)
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build the native %s: %v\n%s", pkg, err, out)
+	}
+	return native
 }
 
 // BenchmarkNetHTTPModule is the same for the hostile guest (15 MB, with
@@ -106,13 +126,7 @@ func BenchmarkPodListExample(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer gw.Close()
-	native := filepath.Join(b.TempDir(), "kubectl-pod_list")
-	root, _ := images.RepoRoot()
-	build := exec.Command("go", "build", "-o", native, "./examples/wasm/pod-list")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build the native pod-list: %v\n%s", err, out)
-	}
+	native := buildNative(b, "./examples/wasm/pod-list", "kubectl-pod_list")
 	benchRunsWith(b, filepath.Join(testenv.WasmPlugins(b), "kubectl-pod_list.wasm"), []string{"-n", alpha.Namespace}, nil, native,
 		&sandbox.ClusterAccess{Serve: gw.Serve, Handler: gw.Handler(), Kubeconfig: gw.Kubeconfig}, []string{"KUBECONFIG=" + alpha.Kubeconfig})
 }
