@@ -200,13 +200,15 @@ func TestProfileShow(t *testing.T) {
 				Resources struct{ Memory struct{ Limit int64 } }
 			}
 		} `json:"spec"`
+		Launch struct{ Argv []string } `json:"launch"`
 	}
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if !p.Spec.Root.Readonly || p.Spec.Process.User.UID != 65534 || len(p.Spec.Process.Capabilities.Bounding) != 0 ||
-		p.Spec.Linux.Resources.Memory.Limit != 96<<20 || p.Spec.Process.Args[0] != "/plugin/kubectl-hello" {
-		t.Errorf("spec: %+v", p.Spec)
+		p.Spec.Linux.Resources.Memory.Limit != 96<<20 || p.Spec.Process.Args[0] != "/usr/local/libexec/kmcp-launch" ||
+		len(p.Launch.Argv) == 0 || p.Launch.Argv[0] != "/plugin/kubectl-hello" {
+		t.Errorf("spec: %+v, launch: %+v", p.Spec, p.Launch)
 	}
 	if len(p.RequestRules) == 0 || p.RequestRules[0].Name != "hello-may-evict" || !p.RequestRules[0].Allow {
 		t.Errorf("request rules: %+v", p.RequestRules)
