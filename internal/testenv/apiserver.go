@@ -165,14 +165,15 @@ func startCluster(bin, dir, kubeconfigDir, name string) (*Cluster, error) {
 
 	c := &Cluster{Name: name, Server: fmt.Sprintf("https://127.0.0.1:%d", port), Token: token, Namespace: "only-" + name}
 	err = waitFor(api, 90*time.Second, func() error {
-		if c.CAData == nil {
-			ca, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
-			if err != nil {
-				return err
-			}
-			c.CAData = ca
-			c.REST = &rest.Config{Host: c.Server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+		// Read again on every try: a read while kube-apiserver still writes
+		// its self-signed certificate (serving certificate, then its CA)
+		// would otherwise trust a partial file for good, and never verify.
+		ca, err := os.ReadFile(filepath.Join(certDir, "apiserver.crt"))
+		if err != nil {
+			return err
 		}
+		c.CAData = ca
+		c.REST = &rest.Config{Host: c.Server, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
 		return readyz(c.REST)
 	})
 	if err != nil {
