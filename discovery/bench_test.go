@@ -3,10 +3,10 @@ package discovery
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
 
@@ -21,31 +21,10 @@ func (cannedHelp) Run(_ context.Context, spec sandbox.Spec) (sandbox.Result, err
 	return sandbox.Result{}, nil
 }
 
-// benchPlugins writes 1,000 plugins into 10 folders of 100, as
-// BenchmarkDiscovery1000 does, and returns the folders.
-func benchPlugins(b *testing.B) []string {
-	b.Helper()
-	root := b.TempDir()
-	var dirs []string
-	for d := range 10 {
-		dir := filepath.Join(root, fmt.Sprintf("bin%d", d))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		dirs = append(dirs, dir)
-		for i := range 100 {
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("kubectl-bench%d_%d", d, i)), []byte("#!/bin/sh\n"), 0o755); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	return dirs
-}
-
 // BenchmarkRefreshCached is one refresh of 1,000 unchanged plugins: what a
 // server does every refresh_interval.
 func BenchmarkRefreshCached(b *testing.B) {
-	m := NewManager(Options{Dirs: benchPlugins(b), Backends: sandbox.Backends{Native: cannedHelp{}}})
+	m := NewManager(Options{Dirs: testenv.ThousandPlugins(b), Backends: sandbox.Backends{Native: cannedHelp{}}})
 	ctx := context.Background()
 	if _, err := m.Refresh(ctx); err != nil || len(m.List()) != 1000 {
 		b.Fatalf("%d plugins: %v", len(m.List()), err)
@@ -61,7 +40,7 @@ func BenchmarkRefreshCached(b *testing.B) {
 // 1,000 plugins whose hashes and help the cache file has: what
 // `plugins list` and a server's start do.
 func BenchmarkFirstRefreshFromCacheFile(b *testing.B) {
-	dirs := benchPlugins(b)
+	dirs := testenv.ThousandPlugins(b)
 	cache := filepath.Join(b.TempDir(), "cache.json")
 	opts := Options{Dirs: dirs, Backends: sandbox.Backends{Native: cannedHelp{}}, CacheFile: cache}
 	ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
@@ -31,22 +32,7 @@ type benchSetup struct {
 // [plugins] table.
 func newBenchSetup(b *testing.B, extra string) *benchSetup {
 	b.Helper()
-	root := b.TempDir()
-	var dirs []string
-	for d := range 10 {
-		dir := filepath.Join(root, fmt.Sprintf("bin%d", d))
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		dirs = append(dirs, dir)
-		for i := range 100 {
-			name := fmt.Sprintf("kubectl-bench%d_%d", d, i)
-			body := fmt.Sprintf("#!/bin/sh\necho 'Plugin %d.\n\nFlags:\n  -n, --namespace string   where\n      --count int   how many (default 3)'\n", i)
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
+	dirs := testenv.ThousandPlugins(b)
 	s := &benchSetup{pathEnv: strings.Join(dirs, ":"), home: b.TempDir()}
 	s.config = filepath.Join(s.home, "config.toml")
 	toml := "[plugins]\nplugin_paths = []\nauto_discovery = false\n" + extra + "\n[sandbox]\nbackend = \"none\"\n"

@@ -59,9 +59,16 @@ func (p *warmPool) take(key poolKey) *created {
 	if p == nil {
 		return nil
 	}
-	now, err := identify(key.plugin)
 	p.mu.Lock()
 	list := p.ready[key]
+	if len(list) == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	now, err := identify(key.plugin)
+	p.mu.Lock()
+	list = p.ready[key]
 	var stale []*created
 	var c *created
 	for len(list) > 0 && c == nil {
@@ -179,7 +186,7 @@ func (p *warmPool) discardLater(c *created) {
 	}()
 }
 
-// Ready counts the warm containers, for tests and /health.
+// count is how many warm containers are ready (Backend.Warm).
 func (p *warmPool) count() int {
 	if p == nil {
 		return 0

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -311,7 +312,7 @@ func writeLaunch(call Call) error {
 	for name, list := range map[string][]string{"argv": launch.Argv, "env": launch.Env} {
 		var buf bytes.Buffer
 		for _, s := range list {
-			if bytes.IndexByte([]byte(s), 0) >= 0 {
+			if strings.IndexByte(s, 0) >= 0 {
 				return fmt.Errorf("the call's %s holds a NUL byte", name)
 			}
 			buf.WriteString(s)
