@@ -63,6 +63,20 @@ type Plugins struct {
 	ClusterPlugins map[string][]string
 	// Pins maps a plugin name to the "sha256:<hex>" its file must have.
 	Pins map[string]string
+	// AllowInstall lets plugins be installed with krew (plugins_install,
+	// `plugins install`); installed plugins still run only where policy
+	// allows them.
+	AllowInstall bool
+	// KrewBinary is krew's executable, a path or a name looked up on PATH.
+	KrewBinary string
+	// KrewRoot is the server's own KREW_ROOT: installs go there, and its
+	// bin folder is searched for plugins.
+	KrewRoot string
+	// KrewIndexes are the krew indexes installs may come from: name to git
+	// URL or folder.
+	KrewIndexes map[string]string
+	// InstallTimeout bounds one install, index update included.
+	InstallTimeout time.Duration
 	// Rules are the [[plugins.rules]] entries, in order: which Kubernetes
 	// API requests running plugins may make beyond the default (read-only,
 	// no secrets).

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy/rulesyntax"
 )
 
@@ -77,6 +78,15 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return (*keptEmpty)(&c.Plugins.DestructivePatterns) }, check: globs},
 	{key: "plugins.read_only", kind: kindBool, def: "false", env: "PLUGINS_READ_ONLY",
 		ptr: func(c *Config) any { return &c.Plugins.ReadOnly }},
+	{key: "plugins.allow_install", kind: kindBool, def: "false", env: "PLUGINS_ALLOW_INSTALL",
+		usage: "Let plugins_install and 'plugins install' install plugins with krew",
+		ptr: func(c *Config) any { return &c.Plugins.AllowInstall }},
+	{key: "plugins.krew_binary", kind: kindPath, def: "kubectl-krew",
+		ptr: func(c *Config) any { return &c.Plugins.KrewBinary }},
+	{key: "plugins.krew_root", kind: kindPath, def: "~/.local/share/kubernetes-mcp-server/krew",
+		ptr: func(c *Config) any { return &c.Plugins.KrewRoot }},
+	{key: "plugins.install_timeout", kind: kindDuration, def: "5m", env: "PLUGINS_INSTALL_TIMEOUT",
+		ptr: func(c *Config) any { return &c.Plugins.InstallTimeout }, check: positiveDuration},
 	// The tables come last: WriteTOML opens a [[plugins.rules]] or
 	// [plugins.*] table for each, and a plain plugins key written after them
 	// would land inside one. Empty rules are written `rules = []`, a plain
@@ -87,6 +97,8 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return &c.Plugins.ClusterPlugins }, check: clusterPlugins},
 	{key: "plugins.pins", kind: kindStringMap,
 		ptr: func(c *Config) any { return &c.Plugins.Pins }, check: pins},
+	{key: "plugins.krew_indexes", kind: kindStringMap,
+		ptr: func(c *Config) any { return &c.Plugins.KrewIndexes }, check: krewIndexes},
 
 	{key: "clusters.kubeconfig_dir", kind: kindPath, alias: "nsk.kubeconfig_dir",
 		ptr: func(c *Config) any { return &c.Clusters.KubeconfigDir }},
@@ -312,6 +324,21 @@ func pins(v any) error {
 		}
 		if err := rulesyntax.CheckPin(m[name]); err != nil {
 			return fmt.Errorf("%q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// krewIndexes checks index names as krew does (it makes each a folder) and
+// that every index has a location.
+func krewIndexes(v any) error {
+	m := v.(map[string]string)
+	for _, name := range sortedKeys(m) {
+		if err := pluginname.CheckKrewIndex(name); err != nil {
+			return err
+		}
+		if strings.TrimSpace(m[name]) == "" {
+			return fmt.Errorf("index %q: empty location; give its git URL or folder", name)
 		}
 	}
 	return nil

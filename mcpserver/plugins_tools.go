@@ -29,7 +29,7 @@ const (
 // managementTools are the plugins_* tools, whatever plugins exist.
 func (s *Server) managementTools() []server.ServerTool {
 	names := "Plugin names may be written get_all or get-all, with or without the kubectl- prefix."
-	return []server.ServerTool{
+	tools := []server.ServerTool{
 		{
 			Tool: mcp.NewTool(toolList,
 				mcp.WithToolTitle("Plugins: List"),
@@ -97,6 +97,7 @@ func (s *Server) managementTools() []server.ServerTool {
 			Handler: s.handleExecute,
 		},
 	}
+	return append(tools, s.installTools()...)
 }
 
 // clusterParamText describes a cluster parameter.

@@ -69,3 +69,33 @@ func ToolName(name string) string {
 	}
 	return t
 }
+
+// krewNamePattern is what krew accepts as a plugin's or an index's name
+// (sigs.k8s.io/krew's validation.IsSafePluginName): it becomes a folder.
+var krewNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
+
+// CheckKrewIndex refuses what krew could not take as an index name.
+func CheckKrewIndex(name string) error {
+	if !krewNamePattern.MatchString(name) {
+		return fmt.Errorf("krew index name %q: use letters, digits, - and _ (at most 63)", name)
+	}
+	return nil
+}
+
+// SplitKrew reads a krew plugin reference, "NAME" or "INDEX/NAME" as
+// `kubectl krew install` takes it, and returns its index ("" when none was
+// written) and name, checked as krew checks them.
+func SplitKrew(ref string) (index, name string, err error) {
+	ref = strings.TrimSpace(ref)
+	index, name, found := strings.Cut(ref, "/")
+	if !found {
+		index, name = "", ref
+	} else if err := CheckKrewIndex(index); err != nil {
+		return "", "", err
+	}
+	name = strings.TrimPrefix(name, Prefix)
+	if !krewNamePattern.MatchString(name) {
+		return "", "", fmt.Errorf("krew plugin name %q: write NAME or INDEX/NAME, with letters, digits, - and _ (plugins_list shows what is installed)", ref)
+	}
+	return index, name, nil
+}
