@@ -167,6 +167,17 @@ func (p *Policy) IsDestructive(name string) bool {
 // pins, read_only, cluster_plugins, allow_any_plugin, allowed_plugins, and
 // otherwise deny.
 func (p *Policy) Decide(pl Plugin, cluster string) Decision {
+	return p.decide(pl, cluster, true)
+}
+
+// DecideInstall says whether a plugin of this name, once installed, could
+// run anywhere: Decide for any cluster, before its file exists, so without
+// its pin, which discovery checks once the file is there.
+func (p *Policy) DecideInstall(name string) Decision {
+	return p.decide(Plugin{Name: name}, "", false)
+}
+
+func (p *Policy) decide(pl Plugin, cluster string, checkPin bool) Decision {
 	name := pluginname.Normalize(pl.Name)
 	destr, isDestr := match(p.destructive, name)
 	deny := func(rule, format string, args ...any) Decision {
@@ -187,7 +198,7 @@ func (p *Policy) Decide(pl Plugin, cluster string) Decision {
 	}
 
 	// A pin guards against a changed file; it vouches for nothing else.
-	if pn, ok := p.pins[name]; ok {
+	if pn, ok := p.pins[name]; ok && checkPin {
 		have := strings.ToLower(strings.TrimPrefix(pl.SHA256, "sha256:"))
 		rule := "pins." + pn.key
 		if have == "" {

@@ -347,3 +347,39 @@ func assertReason(t *testing.T, reason string, want []string) {
 		}
 	}
 }
+
+// An install is decided before the plugin's file exists: as Decide for any
+// cluster, without the pin, which discovery checks once the file is there.
+func TestDecideInstall(t *testing.T) {
+	pin := "sha256:" + strings.Repeat("a", 64)
+	p, err := New(Rules{
+		Allowed:        []string{"ctx", "pinned", "evict*"},
+		Blocked:        []string{"evil*"},
+		Pins:           map[string]string{"pinned": pin},
+		ReadOnly:       true,
+		ClusterPlugins: map[string][]string{"prod": {"other"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		allowed bool
+		rule    string
+	}{
+		{"ctx", true, "allowed_plugins[0]"},
+		{"kubectl-ctx", true, "allowed_plugins[0]"},
+		{"pinned", true, "allowed_plugins[1]"},
+		{"evil-thing", false, "blocked_plugins[0]"},
+		{"evict-pods", false, "read_only"},
+		{"unknown", false, "default_deny"},
+	} {
+		d := p.DecideInstall(tt.name)
+		if d.Allowed != tt.allowed || d.Rule != tt.rule {
+			t.Errorf("DecideInstall(%q) = %+v, want allowed %v by %s", tt.name, d, tt.allowed, tt.rule)
+		}
+	}
+	if d := p.Decide(Plugin{Name: "pinned"}, ""); d.Allowed {
+		t.Errorf("Decide still has to check the pin: %+v", d)
+	}
+}

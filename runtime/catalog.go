@@ -11,6 +11,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/krew"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
@@ -55,6 +56,8 @@ type Options struct {
 	Container container.Config
 	// Wasm is the wasm sandbox's configuration, for Profile.
 	Wasm wasm.Config
+	// Installer installs plugins with krew; nil turns installs off.
+	Installer *krew.Installer
 }
 
 // Runtime knows the plugins, decides what may run and runs it.
@@ -69,6 +72,7 @@ type Runtime struct {
 	clusters  *clusters.Registry
 	slots     *slots
 	audit     *auditLog
+	installer *krew.Installer
 
 	// Calls in flight, and the shutdown that refuses new ones.
 	callsMu      sync.Mutex
@@ -121,7 +125,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 		return nil, err
 	}
 	r := &Runtime{cfg: cfg, log: log, policy: opts.Policy, backends: opts.Backends, container: opts.Container, wasm: opts.Wasm,
-		stats: map[string]*usage{}, clusters: reg, audit: audit,
+		stats: map[string]*usage{}, clusters: reg, audit: audit, installer: opts.Installer,
 		slots: newSlots(cfg.Plugins.MaxConcurrent, cfg.Plugins.MaxQueue)}
 	r.base, r.cancelCalls = context.WithCancelCause(context.Background())
 	r.discovery = discovery.NewManager(discovery.Options{

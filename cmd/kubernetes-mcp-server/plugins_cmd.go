@@ -23,9 +23,9 @@ import (
 func newPluginsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugins",
-		Short: "Discover and inspect kubectl plugins",
+		Short: "Discover, inspect and install kubectl plugins",
 	}
-	cmd.AddCommand(newPluginsListCommand(), newPluginsInfoCommand())
+	cmd.AddCommand(newPluginsListCommand(), newPluginsInfoCommand(), newPluginsInstallCommand())
 	return cmd
 }
 
@@ -66,7 +66,7 @@ func buildRuntime(ctx context.Context, cfg *config.Config, reg *clusters.Registr
 	}
 	rt, err := runtime.New(cfg, runtime.Options{
 		Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Wasm: parts.Wasm,
-		Logger: log, CacheFile: compose.DefaultCacheFile(), Clusters: reg,
+		Installer: parts.Installer, Logger: log, CacheFile: compose.DefaultCacheFile(), Clusters: reg,
 	})
 	if err != nil {
 		parts.Backends.Close()

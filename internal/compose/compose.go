@@ -17,6 +17,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/krew"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
@@ -46,6 +47,8 @@ type Parts struct {
 	Container container.Config
 	// Wasm is the wasm sandbox's configuration, for `profile show`.
 	Wasm wasm.Config
+	// Installer installs plugins with krew; nil unless allow_install.
+	Installer *krew.Installer
 }
 
 // Build makes the parts a configuration describes. It fails where serving
@@ -71,13 +74,51 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 	if err != nil {
 		return nil, err
 	}
+	installer, err := Installer(cfg, env, log)
+	if err != nil {
+		backends.Close()
+		return nil, err
+	}
+	dirs := discovery.SearchDirs(env.PathEnv, cfg.Plugins.PluginPaths, env.KrewRoot)
+	// The server's own krew root is searched last, so that what an
+	// operator put on PATH wins, as it does for kubectl. It is searched
+	// while it exists even with installs off: what was installed stays.
+	if bin := filepath.Join(cfg.Plugins.KrewRoot, "bin"); cfg.Plugins.KrewRoot != "" && !slices.Contains(dirs, bin) {
+		if _, err := os.Stat(bin); err == nil || installer != nil {
+			dirs = append(dirs, bin)
+		}
+	}
 	return &Parts{
 		Policy:    pol,
 		Backends:  backends,
-		Dirs:      discovery.SearchDirs(env.PathEnv, cfg.Plugins.PluginPaths, env.KrewRoot),
+		Dirs:      dirs,
 		Container: ccfg,
 		Wasm:      wcfg,
+		Installer: installer,
 	}, nil
+}
+
+// Installer is the krew installer of a configuration, or nil when
+// installs are off.
+func Installer(cfg *config.Config, env Env, log hclog.Logger) (*krew.Installer, error) {
+	p := cfg.Plugins
+	if !p.AllowInstall {
+		return nil, nil
+	}
+	in, err := krew.New(krew.Config{
+		Binary:  p.KrewBinary,
+		Root:    p.KrewRoot,
+		Indexes: p.KrewIndexes,
+		Timeout: p.InstallTimeout,
+		// krew needs git, and finds nothing it should not on the
+		// standard folders.
+		PathEnv: pluginPath(p.KubectlPath, env.PathEnv),
+		Logger:  log.Named("krew"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plugins.allow_install: %w", err)
+	}
+	return in, nil
 }
 
 // Policy is the plugin and request policy of a configuration.
