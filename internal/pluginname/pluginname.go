@@ -71,13 +71,14 @@ func ToolName(name string) string {
 }
 
 // krewNamePattern is what krew accepts as a plugin's or an index's name
-// (sigs.k8s.io/krew's validation.IsSafePluginName): it becomes a folder.
-var krewNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,63}$`)
+// (sigs.k8s.io/krew's validation.IsSafePluginName: it becomes a folder),
+// less a leading "-", which krew would read as a flag.
+var krewNamePattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$`)
 
 // CheckKrewIndex refuses what krew could not take as an index name.
 func CheckKrewIndex(name string) error {
 	if !krewNamePattern.MatchString(name) {
-		return fmt.Errorf("krew index name %q: use letters, digits, - and _ (at most 63)", name)
+		return fmt.Errorf("krew index name %q: use letters, digits, - and _ (at most 63, not starting with -)", name)
 	}
 	return nil
 }

@@ -41,3 +41,32 @@ func TestToolNameAndCommand(t *testing.T) {
 		t.Errorf("Command = %q", got)
 	}
 }
+
+func TestSplitKrew(t *testing.T) {
+	for _, tt := range []struct {
+		ref, index, name, err string
+	}{
+		{ref: "ctx", name: "ctx"},
+		{ref: "default/ctx", index: "default", name: "ctx"},
+		{ref: " my_index/view-secret ", index: "my_index", name: "view-secret"},
+		{ref: "kubectl-ctx", name: "ctx"},
+		{ref: "", err: "krew plugin name"},
+		{ref: "a/b/c", err: "krew plugin name"},
+		{ref: "../ctx", err: "krew index name"},
+		{ref: "idx/..", err: "krew plugin name"},
+		{ref: "ctx --archive=/etc/passwd", err: "krew index name"},
+		{ref: "ctx --update", err: "krew plugin name"},
+		{ref: "-ctx", err: "krew plugin name"},
+		{ref: "-x/ctx", err: "krew index name"},
+	} {
+		index, name, err := SplitKrew(tt.ref)
+		switch {
+		case tt.err != "":
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("SplitKrew(%q) error %v, want %q", tt.ref, err, tt.err)
+			}
+		case err != nil || index != tt.index || name != tt.name:
+			t.Errorf("SplitKrew(%q) = %q, %q, %v; want %q, %q", tt.ref, index, name, err, tt.index, tt.name)
+		}
+	}
+}
