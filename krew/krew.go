@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,7 +206,8 @@ func (i *Installer) Install(ctx context.Context, req Request) (Result, error) {
 		if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (install_timeout %s passed)", err, i.cfg.Timeout)
 		}
-		return Result{}, withLog(err, logText)
+		i.log.Debug("install failed", "plugin", name, "krew_output", trim(logText))
+		return Result{}, err
 	}
 	res.Log = trim(logText)
 	return res, nil
@@ -218,6 +220,7 @@ func (i *Installer) install(ctx context.Context, req Request, index, name string
 		return Result{}, "", err
 	}
 	src := "index"
+	wantUpdate := req.Update
 	var args []string
 	switch {
 	case req.Manifest != "":
@@ -236,14 +239,25 @@ func (i *Installer) install(ctx context.Context, req Request, index, name string
 		if prev != nil && prev.Status.Source.Name != "" && prev.Status.Source.Name != index {
 			return Result{}, log.String(), fmt.Errorf("plugin %q is installed from index %q, not %q", name, prev.Status.Source.Name, index)
 		}
+		offered, err := readManifest(filepath.Join(i.cfg.Root, "index", index, "plugins", name+".yaml"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return Result{}, log.String(), fmt.Errorf("plugin %q is not in index %q", name, index)
+		}
+		if err != nil {
+			return Result{}, log.String(), fmt.Errorf("index %q: %w", index, err)
+		}
 		args = []string{"install", "--no-update-index", index + "/" + name}
 		if prev != nil && req.Update {
 			args = []string{"upgrade", "--no-update-index", name}
+			// krew fails an upgrade to the version installed.
+			if offered.Spec.Version == prev.Spec.Version {
+				req.Update = false
+			}
 		}
 	}
 	if prev == nil || req.Update {
 		if err := i.run(ctx, &log, krew, args...); err != nil {
-			return Result{}, log.String(), fmt.Errorf("krew %s: %w", args[0], err)
+			return Result{}, log.String(), krewError(args[0], err, log.String())
 		}
 	}
 	m, err := readReceipt(i.cfg.Root, name)
@@ -257,10 +271,10 @@ func (i *Installer) install(ctx context.Context, req Request, index, name string
 	switch {
 	case prev == nil:
 		res.Outcome = "installed"
-	case !req.Update:
-		res.Outcome = "already_installed"
-	case prev.Spec.Version == m.Spec.Version:
+	case prev.Spec.Version == m.Spec.Version && wantUpdate:
 		res.Outcome = "up_to_date"
+	case prev.Spec.Version == m.Spec.Version:
+		res.Outcome = "already_installed"
 	default:
 		res.Outcome, res.PreviousVersion = "updated", prev.Spec.Version
 	}
@@ -297,7 +311,7 @@ func (i *Installer) ensureIndex(ctx context.Context, krew, index string, log *by
 		}
 	}
 	if err := i.run(ctx, log, krew, "index", "add", index, url); err != nil {
-		return fmt.Errorf("add index %q from %s: %w", index, url, err)
+		return fmt.Errorf("add index %q from %s: %w", index, url, krewError("index add", err, log.String()))
 	}
 	return nil
 }
@@ -327,7 +341,9 @@ func (i *Installer) binary() (string, error) {
 func (i *Installer) env() []string {
 	home := filepath.Join(i.cfg.Root, ".home")
 	env := []string{
-		"PATH=" + i.cfg.PathEnv,
+		// krew warns at length unless its bin folder is on PATH; nothing
+		// krew or git runs is named kubectl-*.
+		"PATH=" + i.cfg.PathEnv + string(filepath.ListSeparator) + i.BinDir(),
 		"HOME=" + home,
 		"KREW_ROOT=" + i.cfg.Root,
 		"KREW_NO_UPGRADE_CHECK=1",
@@ -479,16 +495,20 @@ func quoted(names []string) string {
 
 func trim(s string) string { return strings.TrimSpace(s) }
 
-// withLog adds the last lines krew printed to an error, where they name
-// the cause (a sha256 mismatch, a plugin missing from the index).
-func withLog(err error, log string) error {
-	log = trim(log)
-	if log == "" {
-		return err
+// krewError is krew's own error, the last line it printed, in place of
+// an exit status; a sha256 mismatch is named as one.
+func krewError(command string, err error, log string) error {
+	var last string
+	for _, line := range strings.Split(trim(log), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			last = line
+		}
 	}
-	lines := strings.Split(log, "\n")
-	if len(lines) > 8 {
-		lines = lines[len(lines)-8:]
+	if last == "" {
+		return fmt.Errorf("krew %s: %w", command, err)
 	}
-	return fmt.Errorf("%w\nkrew said:\n  %s", err, strings.Join(lines, "\n  "))
+	if strings.Contains(last, "checksum does not match") {
+		return fmt.Errorf("krew %s: the archive's sha256 does not match its manifest's (%s)", command, last)
+	}
+	return fmt.Errorf("krew %s: %s (%w)", command, last, err)
 }
