@@ -7,7 +7,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 
-"$top/hack/install-packages.sh" test-deps etcd=etcd-server containerd=containerd ctr=containerd runc=runc runsc=runsc \
+"$top/hack/install-packages.sh" test-deps git=git etcd=etcd-server containerd=containerd ctr=containerd runc=runc runsc=runsc \
 	busybox=busybox-static kubectx=kubectx mmdebstrap=mmdebstrap nsenter=util-linux pgrep=procps pkill=procps \
 	/usr/bin/rustc=rustc /usr/lib/rustlib/wasm32-wasi/lib=libstd-rust-dev-wasm32 wasm-ld=lld
 # Debian's packages may start services; the tests run their own on private sockets.
