@@ -43,6 +43,15 @@ func (s *Server) installTools() []server.ServerTool {
 	}}
 }
 
+// installText tells the model, in the server's instructions, that it may
+// install what it is missing; "" when it may not.
+func (s *Server) installText() string {
+	if !s.rt.InstallEnabled() {
+		return ""
+	}
+	return "When no discovered plugin does the job, plugins_install installs one with krew from the operator's indexes; policy still decides whether it runs."
+}
+
 // installResult is plugins_install's answer: the runtime's, with the tool
 // as served.
 type installResult struct {

@@ -228,14 +228,26 @@ func (s *Server) sandboxText() string {
 }
 
 func (s *Server) instructions() string {
-	return strings.Join([]string{
+	return joinSentences(
 		"This server runs kubectl plugins for you, one call per plugin run, with the plugin's output, exit code and status as the result.",
 		"Start with plugins_list to see which plugins exist and which policy allows; each allowed plugin also has its own tool, plugin_<name>, whose parameters are the plugin's flags.",
 		"Use plugins_info for one plugin's flags, and plugins_execute to run any allowed plugin with raw arguments.",
 		"Plugin names may be written get_all or get-all, with or without the kubectl- prefix.",
+		s.installText(),
 		s.clusterText(),
 		s.sandboxText(),
-	}, " ")
+	)
+}
+
+// joinSentences joins the sentences that are not empty.
+func joinSentences(sentences ...string) string {
+	kept := sentences[:0]
+	for _, t := range sentences {
+		if t != "" {
+			kept = append(kept, t)
+		}
+	}
+	return strings.Join(kept, " ")
 }
 
 // boolPtr is for annotations.
