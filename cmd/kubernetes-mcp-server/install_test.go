@@ -24,6 +24,7 @@ type installedResult struct {
 	SHA256          string `json:"sha256"`
 	ArchiveSHA256   string `json:"archive_sha256"`
 	Tool            string `json:"tool"`
+	ShadowedBy      string `json:"shadowed_by"`
 }
 
 // newInstallE2E is the end-to-end set-up with installs on, from a local
@@ -117,6 +118,17 @@ func TestE2EInstallFromAnIndex(t *testing.T) {
 		t.Errorf("a plugin its pin refuses ran: %s", text(res))
 	}
 
+	// A plugin of the same name on PATH comes first, as with kubectl, and
+	// the result says so.
+	idx.Publish(t, "echo", "v1.0.0")
+	res, _ = call(t, s, ctx, "plugins_install", map[string]any{"plugin": "echo"})
+	if got := installed(t, res); res.IsError || got.Outcome != "installed" || got.ShadowedBy != filepath.Join(e.dir, "kubectl-echo") || got.Tool != "" {
+		t.Errorf("install of a plugin PATH shadows: %s", text(res))
+	}
+	if res, r := call(t, s, ctx, "plugin_echo", map[string]any{"args": []any{"still"}}); res.IsError || strings.TrimSpace(r.Output) != "still" {
+		t.Errorf("plugin_echo after an install of another echo: %s", text(res))
+	}
+
 	// Every install is audited, refused ones too.
 	data, err := os.ReadFile(audit)
 	if err != nil {
@@ -130,7 +142,7 @@ func TestE2EInstallFromAnIndex(t *testing.T) {
 			outcomes = append(outcomes, rec.Plugin+":"+rec.Outcome)
 		}
 	}
-	if want := "other:failed newhello:installed newhello:already_installed newhello:updated newpinned:installed"; strings.Join(outcomes, " ") != want {
+	if want := "other:failed newhello:installed newhello:already_installed newhello:updated newpinned:installed echo:installed"; strings.Join(outcomes, " ") != want {
 		t.Errorf("audited installs %q, want %q", outcomes, want)
 	}
 }
