@@ -23,9 +23,9 @@ import (
 func newPluginsCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugins",
-		Short: "Discover, inspect and install kubectl plugins",
+		Short: "Discover, inspect, run and install kubectl plugins",
 	}
-	cmd.AddCommand(newPluginsListCommand(), newPluginsInfoCommand(), newPluginsInstallCommand())
+	cmd.AddCommand(newPluginsListCommand(), newPluginsInfoCommand(), newPluginsInstallCommand(), newPluginsRunCommand())
 	return cmd
 }
 

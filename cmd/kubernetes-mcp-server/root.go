@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +27,10 @@ func execute(args []string, stdout, stderr io.Writer) int {
 	root := newRootCommand(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
+		var exit exitError
+		if errors.As(err, &exit) {
+			return exit.code
+		}
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1
 	}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// `plugins run` is one call as the MCP tool makes it: same sandbox, policy,
+// argument checks and gateway, with the plugin's exit code as its own.
+func TestPluginsRun(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			e := newE2E(t, backend, "")
+			for _, tc := range []struct {
+				name           string
+				args           []string
+				code           int
+				stdout, stderr string
+			}{
+				{name: "arguments after the name are the plugin's", args: []string{"echo", "--name", "a b", "--", "x"}, stdout: "--name\na b\n--\nx\n"},
+				{name: "a leading -- is dropped", args: []string{"echo", "--", "--count=2"}, stdout: "--count=2\n"},
+				{name: "the plugin's exit code", args: []string{"exit3"}, code: 3, stderr: "something broke"},
+				{name: "policy refuses", args: []string{"nosuch"}, code: exitNotRun, stderr: "refused"},
+				{name: "a credential flag is refused", args: []string{"echo", "--kubeconfig=/etc/x"}, code: exitNotRun, stderr: "--kubeconfig"},
+				{name: "an unknown cluster is refused", args: []string{"--cluster", "gamma", "echo"}, code: exitNotRun, stderr: "gamma"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					stdout, stderr, code := run(t, e.env, append([]string{"--config", e.config, "plugins", "run"}, tc.args...)...)
+					if code != tc.code || (tc.stdout != "" && stdout != tc.stdout) || !strings.Contains(stderr, tc.stderr) {
+						t.Errorf("exit %d, want %d\nstdout %q\nstderr %s", code, tc.code, stdout, stderr)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestPluginsRunJSONHasTheAPIRequests(t *testing.T) {
+	e := newE2E(t, "container", "")
+	manifest := filepath.Join(t.TempDir(), "deploy.yaml")
+	os.WriteFile(manifest, []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: nginx:latest\n"), 0o644)
+	stdout, stderr, code := run(t, e.env, "--config", e.config, "plugins", "run", "--cluster", "beta", "-o", "json", "ns")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	var res struct {
+		Cluster     string `json:"cluster"`
+		Output      string `json:"output"`
+		Sandbox     string `json:"sandbox"`
+		Status      string `json:"status"`
+		APIRequests []struct {
+			Verb, Resource, Decision string
+		} `json:"api_requests"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if res.Cluster != "beta" || res.Status != "ok" || res.Sandbox != "container" || !strings.Contains(res.Output, "kube-system") || len(res.APIRequests) == 0 {
+		t.Errorf("result: %s", stdout)
+	}
+	for _, r := range res.APIRequests {
+		if r.Verb != "list" && r.Verb != "get" {
+			t.Errorf("kubens made a %s request", r.Verb)
+		}
+	}
+
+	// stdin from a file reaches the plugin; kube-score exits 1 on a critical finding.
+	stdout, stderr, code = run(t, e.env, "--config", e.config, "plugins", "run", "--stdin", manifest, "score", "score", "-")
+	if code != 1 || !strings.Contains(stdout, "CRITICAL") {
+		t.Errorf("kube-score on stdin: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+}
