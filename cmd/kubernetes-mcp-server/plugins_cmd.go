@@ -25,7 +25,7 @@ func newPluginsCommand() *cobra.Command {
 		Use:   "plugins",
 		Short: "Discover, inspect, run and install kubectl plugins",
 	}
-	cmd.AddCommand(newPluginsListCommand(), newPluginsInfoCommand(), newPluginsInstallCommand(), newPluginsRunCommand())
+	cmd.AddCommand(newPluginsListCommand(), newPluginsInfoCommand(), newPluginsInstallCommand(), newPluginsRunCommand(), newPluginsCheckCommand())
 	return cmd
 }
 

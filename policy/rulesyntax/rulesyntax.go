@@ -90,6 +90,25 @@ func Verbs() []string {
 	return []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 }
 
+// IsWrite reports whether verb changes the cluster: create, update, patch,
+// delete or deletecollection.
+func IsWrite(verb string) bool {
+	switch verb {
+	case "create", "update", "patch", "delete", "deletecollection":
+		return true
+	}
+	return false
+}
+
+// IsRead reports whether verb only reads: get, list or watch.
+func IsRead(verb string) bool {
+	switch verb {
+	case "get", "list", "watch":
+		return true
+	}
+	return false
+}
+
 // ConnectSubresources are the subresources that open a stream into a
 // workload or through the API server rather than read or write an object:
 // pods/exec, pods/attach, pods/portforward and pods, services and nodes
