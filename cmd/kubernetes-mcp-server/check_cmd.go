@@ -249,6 +249,7 @@ any case fails, so a pipeline can gate on it. A mistake in the file runs no
 case.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			defer interruptible(cmd)()
 			cases, err := loadChecks(args[0])
 			if err != nil {
 				return err

@@ -56,7 +56,7 @@ which beats the file, which beats the default. 'config show' prints the result.`
 	root.SetErr(stderr)
 	root.PersistentFlags().String("config", "", "TOML configuration file (default: none, embedded defaults)")
 	config.AddFlags(root.PersistentFlags())
-	root.AddCommand(newConfigCommand(), newPluginsCommand(), newProfileCommand())
+	root.AddCommand(newConfigCommand(), newPluginsCommand(), newProfileCommand(), newAuditCommand())
 	return root
 }
 
@@ -274,4 +274,13 @@ func serve(cmd *cobra.Command) error {
 	}
 	log.Info("shut down")
 	return serveErr
+}
+
+// interruptible gives a command's context an end at SIGINT or SIGTERM, so
+// that a call it runs is cancelled, its sandbox removed and its record
+// written, rather than the process dying mid-call.
+func interruptible(cmd *cobra.Command) (stop func()) {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	cmd.SetContext(ctx)
+	return stop
 }

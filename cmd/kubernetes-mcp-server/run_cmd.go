@@ -44,6 +44,7 @@ This command's flags go before NAME; everything after NAME (after an
 optional --) is the plugin's own argv.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			defer interruptible(cmd)()
 			if output != "text" && output != "json" {
 				return fmt.Errorf("--output must be text or json, not %q", output)
 			}

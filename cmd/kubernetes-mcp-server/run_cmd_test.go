@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // `plugins run` is one call as the MCP tool makes it: same sandbox, policy,
@@ -71,5 +74,31 @@ func TestPluginsRunJSONHasTheAPIRequests(t *testing.T) {
 	stdout, stderr, code = run(t, e.env, "--config", e.config, "plugins", "run", "--stdin", manifest, "score", "score", "-")
 	if code != 1 || !strings.Contains(stdout, "CRITICAL") {
 		t.Errorf("kube-score on stdin: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+}
+
+// An interrupted run cancels its call, as a cancelled tool call does: the
+// sandbox goes and the exit code says so.
+func TestPluginsRunInterrupted(t *testing.T) {
+	e := newE2E(t, "container", "")
+	cmd := exec.Command(binary, "--config", e.config, "plugins", "run", "sleeper", "30")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, e.env...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		if code := cmd.ProcessState.ExitCode(); code != exitCancelled || !strings.Contains(stderr.String(), "cancelled") {
+			t.Errorf("exit %d, want %d\n%s", code, exitCancelled, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("plugins run went on after SIGINT\n%s", stderr.String())
 	}
 }
