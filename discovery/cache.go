@@ -80,7 +80,9 @@ func saveCache(path string, entries map[string]*cacheEntry) error {
 	return nil
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file's bytes: the digest discovery
+// reports, pins name and installs answer.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

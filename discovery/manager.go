@@ -255,7 +255,7 @@ func (m *Manager) hash(plugins []*Plugin) map[string]*cacheEntry {
 	out := make(map[string]*cacheEntry, len(plugins))
 	var mu sync.Mutex
 	forEach(plugins, func(p *Plugin) {
-		sum, err := fileSHA256(p.ResolvedPath)
+		sum, err := FileSHA256(p.ResolvedPath)
 		if err != nil {
 			m.log.Warn("plugin skipped: its file cannot be read", "path", p.Path, "error", err)
 			return

@@ -13,8 +13,6 @@ package krew
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 )
 
@@ -282,7 +281,7 @@ func (i *Installer) install(ctx context.Context, req Request, index, name string
 		res.ArchiveSHA256 = p.SHA256
 	}
 	res.Path = filepath.Join(i.BinDir(), binName(name))
-	sum, err := fileSHA256(res.Path)
+	sum, err := discovery.FileSHA256(res.Path)
 	if err != nil {
 		return Result{}, log.String(), fmt.Errorf("installed plugin %q: %w", name, err)
 	}
@@ -471,19 +470,6 @@ func readManifest(path string) (*manifest, error) {
 
 func readReceipt(root, name string) (*manifest, error) {
 	return readManifest(filepath.Join(root, "receipts", name+".yaml"))
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func quoted(names []string) string {

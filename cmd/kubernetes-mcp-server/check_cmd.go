@@ -254,15 +254,7 @@ case.`,
 			if err != nil {
 				return err
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			reg, err := loadClusters(cfg)
-			if err != nil {
-				return err
-			}
-			rt, err := newRuntimeWith(cmd, cfg, reg)
+			rt, err := newCallRuntime(cmd)
 			if err != nil {
 				return err
 			}

@@ -38,6 +38,20 @@ func newRuntime(cmd *cobra.Command) (*runtime.Runtime, error) {
 	return newRuntimeWith(cmd, cfg, nil)
 }
 
+// newCallRuntime is newRuntime with the clusters: the runtime of a command
+// that runs or profiles calls.
+func newCallRuntime(cmd *cobra.Command) (*runtime.Runtime, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := loadClusters(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newRuntimeWith(cmd, cfg, reg)
+}
+
 // newRuntimeWith discovers the plugins once for a loaded configuration.
 // The caller closes the runtime, which waits for its sandboxes' removal.
 func newRuntimeWith(cmd *cobra.Command, cfg *config.Config, reg *clusters.Registry) (*runtime.Runtime, error) {

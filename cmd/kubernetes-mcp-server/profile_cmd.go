@@ -29,15 +29,7 @@ before the spec. --output json prints all of it as one JSON object:
 options, request_rules and spec (or wasm).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			reg, err := loadClusters(cfg)
-			if err != nil {
-				return err
-			}
-			rt, err := newRuntimeWith(cmd, cfg, reg)
+			rt, err := newCallRuntime(cmd)
 			if err != nil {
 				return err
 			}

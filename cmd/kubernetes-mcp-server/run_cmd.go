@@ -62,15 +62,7 @@ optional --) is the plugin's own argv.`,
 				}
 				stdin = string(data)
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			reg, err := loadClusters(cfg)
-			if err != nil {
-				return err
-			}
-			rt, err := newRuntimeWith(cmd, cfg, reg)
+			rt, err := newCallRuntime(cmd)
 			if err != nil {
 				return err
 			}
