@@ -226,3 +226,46 @@ func TestProfileShow(t *testing.T) {
 		t.Errorf("profile show under none: exit %d\n%s\n%s", code, out, stderr)
 	}
 }
+
+// An auditor gets every allowed plugin's profile in one document, and the
+// plugins that get none with the reason.
+func TestProfileShowAll(t *testing.T) {
+	first, _ := pluginFolders(t)
+	env := []string{"PATH=" + first, "KREW_ROOT=" + t.TempDir()}
+	file := writeFile(t, "[plugins]\nplugin_paths = []\nallowed_plugins = [\"hello\", \"get_all\"]\n")
+	out, stderr, code := run(t, env, "profile", "show", "--all", "--config", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Profiles []struct {
+			Plugin       string            `json:"plugin"`
+			Options      []string          `json:"options"`
+			RequestRules []json.RawMessage `json:"request_rules"`
+			Spec         *struct{}         `json:"spec"`
+		} `json:"profiles"`
+		NotAllowed []struct{ Plugin, Reason string } `json:"not_allowed"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var profiled, refused []string
+	for _, p := range doc.Profiles {
+		profiled = append(profiled, p.Plugin)
+		if len(p.Options) == 0 || len(p.RequestRules) == 0 || p.Spec == nil {
+			t.Errorf("profile of %s is incomplete", p.Plugin)
+		}
+	}
+	for _, n := range doc.NotAllowed {
+		refused = append(refused, n.Plugin)
+		if !strings.Contains(n.Reason, "not allowed") {
+			t.Errorf("%s: reason %q", n.Plugin, n.Reason)
+		}
+	}
+	if strings.Join(profiled, ",") != "get_all,hello" || strings.Join(refused, ",") != "apply-fix,drain_node,foo-bar,get" {
+		t.Errorf("profiled %q, not allowed %q", profiled, refused)
+	}
+	if _, stderr, code := run(t, env, "profile", "show", "--all", "hello", "--config", file); code == 0 || !strings.Contains(stderr, "unknown command") && !strings.Contains(stderr, "accepts 0 arg") {
+		t.Errorf("--all with a name: exit %d %s", code, stderr)
+	}
+}

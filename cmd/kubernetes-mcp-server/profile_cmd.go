@@ -5,7 +5,21 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
+
+// allProfiles is `profile show --all`: what every allowed plugin's call
+// gets, and which plugins get nothing and why.
+type allProfiles struct {
+	Profiles   []*runtime.SandboxProfile `json:"profiles"`
+	NotAllowed []notAllowed              `json:"not_allowed"`
+}
+
+type notAllowed struct {
+	Plugin string `json:"plugin"`
+	Reason string `json:"reason"`
+}
 
 func newProfileCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -13,9 +27,9 @@ func newProfileCommand() *cobra.Command {
 		Short: "Audit the sandbox a plugin call gets",
 	}
 	var cluster, output string
-	var explain bool
+	var explain, all bool
 	show := &cobra.Command{
-		Use:   "show NAME",
+		Use:   "show NAME | --all",
 		Short: "Print the sandbox a call of this plugin would run with",
 		Long: `Print, as JSON, what the sandbox gives a call of the plugin NAME on
 --cluster (default: default_cluster): for a native plugin the OCI runtime
@@ -26,14 +40,36 @@ same code the sandbox uses; nothing runs. CALL-ID stands for the call's id
 and ARGS for its arguments. --explain prints the profile's named options,
 top to bottom, and the request rules the call's API gateway applies,
 before the spec. --output json prints all of it as one JSON object:
-options, request_rules and spec (or wasm).`,
-		Args: cobra.ExactArgs(1),
+options, request_rules and spec (or wasm). --all prints, for an auditor,
+one JSON document with that object for every plugin policy allows, and the
+plugins it does not, each with the reason.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, err := newCallRuntime(cmd)
 			if err != nil {
 				return err
 			}
 			defer rt.Close()
+			if all {
+				doc := allProfiles{Profiles: []*runtime.SandboxProfile{}, NotAllowed: []notAllowed{}}
+				for _, info := range rt.Plugins() {
+					if !info.Allowed {
+						doc.NotAllowed = append(doc.NotAllowed, notAllowed{Plugin: info.Name, Reason: info.PolicyReason})
+						continue
+					}
+					p, err := rt.Profile(cmd.Context(), info.Name, cluster)
+					if err != nil {
+						return fmt.Errorf("profile of %s: %w", info.Name, err)
+					}
+					doc.Profiles = append(doc.Profiles, p)
+				}
+				return writeJSON(cmd.OutOrStdout(), doc)
+			}
 			p, err := rt.Profile(cmd.Context(), args[0], cluster)
 			if err != nil {
 				return err
@@ -86,6 +122,7 @@ options, request_rules and spec (or wasm).`,
 			return writeJSON(cmd.OutOrStdout(), p.Spec)
 		},
 	}
+	show.Flags().BoolVar(&all, "all", false, "Every plugin's profile and request rules as one JSON document")
 	show.Flags().StringVar(&cluster, "cluster", "", "Target cluster (default: default_cluster)")
 	show.Flags().BoolVar(&explain, "explain", false, "Print the profile's named options and request rules as comments before the spec")
 	show.Flags().StringVarP(&output, "output", "o", "spec", "Output: spec (the OCI spec) or json (options, request rules and spec)")
