@@ -101,6 +101,18 @@ type Clusters struct {
 	KubeconfigDir  string
 	DefaultCluster string
 	Kubeconfig     string
+	// RancherURL, when set, adds every cluster that Rancher server lists,
+	// with the kubeconfig it generates for each.
+	RancherURL string
+	// RancherToken is Rancher's API token (secret: never printed);
+	// RancherTokenFile holds it instead, read again at every refresh.
+	RancherToken     string
+	RancherTokenFile string
+	// ConfigDir receives the kubeconfigs of Rancher's clusters.
+	ConfigDir string
+	// AutoRefresh asks Rancher again every RefreshInterval.
+	AutoRefresh     bool
+	RefreshInterval time.Duration
 }
 
 // Sandbox is the [sandbox] table.

@@ -346,13 +346,13 @@ kubectl_path = "~/bin/kubectl"
 	if want := map[string][]string{"c1-sv5": {"cnpg-get"}}; !reflect.DeepEqual(p.ClusterPlugins, want) {
 		t.Errorf("ClusterPlugins = %q, want %q", p.ClusterPlugins, want)
 	}
-	if got := cfg.Values()["nsk.rancher_url"].Value; got != "https://rancher.example/v3" {
-		t.Errorf("nsk.rancher_url = %q", got)
+	if got := cfg.Values()["clusters.rancher_url"].Value; got != "https://rancher.example/v3" {
+		t.Errorf("clusters.rancher_url = %q", got)
 	}
 	// The point of ${TOKEN}: the secret lives in the environment, and is
 	// still redacted once expanded.
-	if got := cfg.Values()["nsk.rancher_token"].Value; got != "<redacted>" {
-		t.Errorf("nsk.rancher_token = %q, want <redacted>", got)
+	if got := cfg.Values()["clusters.rancher_token"].Value; got != "<redacted>" {
+		t.Errorf("clusters.rancher_token = %q, want <redacted>", got)
 	}
 }
 
@@ -390,14 +390,15 @@ func TestNSKAlias(t *testing.T) {
 }
 
 func TestUnusedNSKKeysWarn(t *testing.T) {
-	cfg, path, err := load(t, "[nsk]\nprofile = \"prod\"\nauto_refresh = true\n", nil)
+	cfg, path, err := load(t, "[nsk]\nprofile = \"prod\"\nauto_discovery = true\nauto_refresh = false\n", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Warnings) != 2 {
-		t.Fatalf("Warnings = %q, want 2", cfg.Warnings)
+	// auto_refresh is the Rancher source's, an alias of clusters.auto_refresh.
+	if len(cfg.Warnings) != 2 || cfg.Clusters.AutoRefresh {
+		t.Fatalf("Warnings = %q, want 2; AutoRefresh = %v", cfg.Warnings, cfg.Clusters.AutoRefresh)
 	}
-	for i, want := range []string{"nsk.profile (" + path + ":2)", "nsk.auto_refresh (" + path + ":3)"} {
+	for i, want := range []string{"nsk.profile (" + path + ":2)", "nsk.auto_discovery (" + path + ":3)"} {
 		if !strings.HasPrefix(cfg.Warnings[i], want) {
 			t.Errorf("Warnings[%d] = %q, want it to start with %q", i, cfg.Warnings[i], want)
 		}
@@ -413,8 +414,8 @@ func TestSecretRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Values()["nsk.rancher_token"].Value; got != "<redacted>" {
-		t.Errorf("Values: nsk.rancher_token = %q, want <redacted>", got)
+	if got := cfg.Values()["clusters.rancher_token"].Value; got != "<redacted>" {
+		t.Errorf("Values: clusters.rancher_token = %q, want <redacted>", got)
 	}
 	var js, tm bytes.Buffer
 	if err := cfg.WriteJSON(&js); err != nil {
@@ -432,8 +433,8 @@ func TestSecretRedacted(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &decoded); err != nil {
 		t.Fatal(err)
 	}
-	if got := decoded.Values["nsk.rancher_token"].Value; got != "<redacted>" {
-		t.Errorf("JSON: nsk.rancher_token = %q, want <redacted>", got)
+	if got := decoded.Values["clusters.rancher_token"].Value; got != "<redacted>" {
+		t.Errorf("JSON: clusters.rancher_token = %q, want <redacted>", got)
 	}
 	if !strings.Contains(tm.String(), `# rancher_token = <redacted>`) {
 		t.Errorf("TOML does not show the token as <redacted>:\n%s", tm.String())
@@ -443,8 +444,8 @@ func TestSecretRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Values()["nsk.rancher_token"].Value; got != "" {
-		t.Errorf("unset nsk.rancher_token = %q, want empty", got)
+	if got := cfg.Values()["clusters.rancher_token"].Value; got != "" {
+		t.Errorf("unset clusters.rancher_token = %q, want empty", got)
 	}
 }
 
@@ -627,10 +628,15 @@ func TestExampleConfigMap(t *testing.T) {
 	check(t, "ExecutionTimeout", cfg.Plugins.ExecutionTimeout, time.Minute)
 	check(t, "AllowedPlugins", cfg.Plugins.AllowedPlugins, []string{"get_all", "cnpg", "rook_ceph", "neat", "ctx", "ns"})
 	check(t, "PluginPaths", cfg.Plugins.PluginPaths, []string{"/usr/local/bin", "/home/mcp/.krew/bin"})
-	check(t, "rancher_token", cfg.Values()["nsk.rancher_token"].Value, any("<redacted>"))
-	// Every [nsk] key but the two aliases is accepted yet unused.
-	if len(cfg.Warnings) != 7 {
-		t.Errorf("Warnings = %q, want 7 (one per unused [nsk] key)", cfg.Warnings)
+	check(t, "rancher_token", cfg.Values()["clusters.rancher_token"].Value, any("<redacted>"))
+	check(t, "RancherURL", cfg.Clusters.RancherURL, "https://rancher.netskope.io")
+	check(t, "RancherToken", cfg.Clusters.RancherToken, token)
+	check(t, "ConfigDir", cfg.Clusters.ConfigDir, "/etc/kubernetes/clusters")
+	check(t, "AutoRefresh", cfg.Clusters.AutoRefresh, true)
+	check(t, "RefreshInterval", cfg.Clusters.RefreshInterval, time.Hour)
+	// Only profile and auto_discovery of [nsk] are accepted yet unused.
+	if len(cfg.Warnings) != 2 || !strings.HasPrefix(cfg.Warnings[0], "nsk.profile") || !strings.HasPrefix(cfg.Warnings[1], "nsk.auto_discovery") {
+		t.Errorf("Warnings = %q, want nsk.profile and nsk.auto_discovery", cfg.Warnings)
 	}
 	// Without the variable the server must refuse to start, not use "".
 	if _, _, err := load(t, cm.Data["config.toml"], nil); err == nil || !strings.Contains(err.Error(), "PROD_RANCHER_TOKEN") {
@@ -651,7 +657,7 @@ func TestDollarEscapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.Values()["nsk.rancher_url"].Value; got != "a$b-t0k-t0k.x" {
+	if got := cfg.Values()["clusters.rancher_url"].Value; got != "a$b-t0k-t0k.x" {
 		t.Errorf("rancher_url = %q", got)
 	}
 	// The written file keeps the literal $ literal when it loads again.
@@ -1020,5 +1026,33 @@ func assertErrorSays(t *testing.T, err error, path string, want []string, ordere
 			t.Errorf("error %q: %q is out of order", msg, w)
 		}
 		last = i
+	}
+}
+
+// The Rancher keys load from [nsk] or [clusters]; PLUGINS_RANCHER_TOKEN
+// beats the file's token and is redacted like it.
+func TestRancherKeys(t *testing.T) {
+	file := "[nsk]\nrancher_url = \"https://rancher.example\"\nrancher_token = \"from-file\"\nconfig_dir = \"~/rancher\"\nrefresh_interval = \"1m\"\n"
+	cfg, _, err := load(t, file, map[string]string{"PLUGINS_RANCHER_TOKEN": "from-env-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Clusters
+	check(t, "RancherToken", c.RancherToken, "from-env-token")
+	check(t, "ConfigDir", c.ConfigDir, filepath.Join(home(t), "rancher"))
+	check(t, "RefreshInterval", c.RefreshInterval, time.Minute)
+	check(t, "AutoRefresh", c.AutoRefresh, true)
+	v := cfg.Values()["clusters.rancher_token"]
+	check(t, "token value", v, Value{Value: "<redacted>", Source: SourceEnv, Origin: "PLUGINS_RANCHER_TOKEN"})
+	if len(cfg.Warnings) != 0 {
+		t.Errorf("Warnings = %q", cfg.Warnings)
+	}
+	cfg, _, err = load(t, "", map[string]string{"PLUGINS_RANCHER_TOKEN_FILE": "/run/secrets/rancher"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "RancherTokenFile", cfg.Clusters.RancherTokenFile, "/run/secrets/rancher")
+	if _, _, err := load(t, "[clusters]\nrefresh_interval = \"0s\"\n", nil); err == nil || !strings.Contains(err.Error(), "clusters.refresh_interval") {
+		t.Errorf("refresh_interval 0s: %v", err)
 	}
 }

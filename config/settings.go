@@ -80,7 +80,7 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return &c.Plugins.ReadOnly }},
 	{key: "plugins.allow_install", kind: kindBool, def: "false", env: "PLUGINS_ALLOW_INSTALL",
 		usage: "Let plugins_install and 'plugins install' install plugins with krew",
-		ptr: func(c *Config) any { return &c.Plugins.AllowInstall }},
+		ptr:   func(c *Config) any { return &c.Plugins.AllowInstall }},
 	{key: "plugins.krew_binary", kind: kindPath, def: "kubectl-krew",
 		ptr: func(c *Config) any { return &c.Plugins.KrewBinary }},
 	{key: "plugins.krew_root", kind: kindPath, def: "~/.local/share/kubernetes-mcp-server/krew",
@@ -107,6 +107,20 @@ var settings = []*setting{
 	{key: "clusters.kubeconfig", kind: kindPath, env: "KUBECONFIG", flag: "kubeconfig",
 		usage: "Kubeconfig whose contexts are clusters too (default ~/.kube/config when it exists)",
 		ptr:   func(c *Config) any { return &c.Clusters.Kubeconfig }},
+	// Rancher as a source of clusters: the proposal's [nsk] keys. The token
+	// has no flag on purpose: argv is readable by every user of the machine.
+	{key: "clusters.rancher_url", kind: kindString, alias: "nsk.rancher_url",
+		ptr: func(c *Config) any { return &c.Clusters.RancherURL }},
+	{key: "clusters.rancher_token", kind: kindString, alias: "nsk.rancher_token", env: "PLUGINS_RANCHER_TOKEN", secret: true,
+		ptr: func(c *Config) any { return &c.Clusters.RancherToken }},
+	{key: "clusters.rancher_token_file", kind: kindPath, alias: "nsk.rancher_token_file", env: "PLUGINS_RANCHER_TOKEN_FILE",
+		ptr: func(c *Config) any { return &c.Clusters.RancherTokenFile }},
+	{key: "clusters.config_dir", kind: kindPath, alias: "nsk.config_dir", def: "~/.local/share/kubernetes-mcp-server/rancher",
+		ptr: func(c *Config) any { return &c.Clusters.ConfigDir }},
+	{key: "clusters.auto_refresh", kind: kindBool, alias: "nsk.auto_refresh", def: "true",
+		ptr: func(c *Config) any { return &c.Clusters.AutoRefresh }},
+	{key: "clusters.refresh_interval", kind: kindDuration, alias: "nsk.refresh_interval", def: "10m",
+		ptr: func(c *Config) any { return &c.Clusters.RefreshInterval }, check: positiveDuration},
 
 	{key: "sandbox.backend", kind: kindString, def: "auto", env: "PLUGINS_SANDBOX_BACKEND",
 		ptr: func(c *Config) any { return &c.Sandbox.Backend }, check: oneOf("auto", "container", "wasm", "none")},
@@ -183,24 +197,18 @@ var settings = []*setting{
 		usage: "Log format: text or json", ptr: func(c *Config) any { return &c.Log.Format }, check: oneOf("text", "json")},
 }
 
-// The proposal's [nsk] table also configures fetching kubeconfigs from
-// Rancher. Those keys load, so its files work unchanged, but do nothing here.
+// The proposal's [nsk] table has two keys that mean nothing here: profile
+// (the proposal's tool picks a Rancher by it; this server is given
+// rancher_url) and auto_discovery (plugins.auto_discovery is the one that
+// counts). They load, so its files work unchanged.
 func init() {
-	const why = "kept for compatibility with the proposal's [nsk] table; this server reads clusters from kubeconfig_dir and --kubeconfig only"
-	for _, k := range []struct {
-		key    string
-		kind   kind
-		secret bool
-	}{
-		{"nsk.rancher_url", kindString, false},
-		{"nsk.rancher_token", kindString, true},
-		{"nsk.profile", kindString, false},
-		{"nsk.config_dir", kindPath, false},
-		{"nsk.auto_refresh", kindBool, false},
-		{"nsk.refresh_interval", kindDuration, false},
-		{"nsk.auto_discovery", kindBool, false},
-	} {
-		settings = append(settings, &setting{key: k.key, kind: k.kind, secret: k.secret, unused: why})
+	const why = "kept for compatibility with the proposal's [nsk] table; this server does not use it"
+	for _, key := range []string{"nsk.profile", "nsk.auto_discovery"} {
+		k := kindString
+		if key == "nsk.auto_discovery" {
+			k = kindBool
+		}
+		settings = append(settings, &setting{key: key, kind: k, unused: why})
 	}
 }
 

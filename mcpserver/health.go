@@ -1,6 +1,10 @@
 package mcpserver
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
+)
 
 // Health is what /health and /healthz answer.
 type Health struct {
@@ -15,28 +19,37 @@ type Health struct {
 	// Audit is "ok" or why audit records cannot be written; absent
 	// without an audit file.
 	Audit string `json:"audit,omitempty"`
+	// Rancher is how the last refresh of Rancher's clusters went; absent
+	// without rancher_url.
+	Rancher *clusters.SourceStatus `json:"rancher,omitempty"`
 }
 
 // Health reports the server's state: "ok", or "shutting_down" once
 // Shutdown has begun (new calls are refused), its plugins, tools, the
 // sandbox backend of native plugins ("unavailable" when they cannot run),
-// whether WebAssembly plugins run, and clusters.
+// whether WebAssembly plugins run, the clusters as they are now, and how
+// Rancher's last refresh went.
 func (s *Server) Health() Health {
 	status := "ok"
 	if s.stopping.Load() {
 		status = "shutting_down"
 	}
-	return Health{
+	names, def := s.clusterNames()
+	h := Health{
 		Status:         status,
 		Version:        s.version,
 		Plugins:        len(s.rt.Plugins()),
 		Tools:          len(s.Tools()),
 		Sandbox:        s.sandboxName(),
 		WasmSandbox:    s.rt.Sandbox().Wasm,
-		Clusters:       s.clusters,
-		DefaultCluster: s.defaultCluster,
+		Clusters:       names,
+		DefaultCluster: def,
 		Audit:          s.rt.AuditState(),
 	}
+	if st, ok := s.rt.ClusterSources()[clusters.RancherSource]; ok {
+		h.Rancher = &st
+	}
+	return h
 }
 
 // httpHealth is what /health answers over HTTP: the server's Health and

@@ -102,7 +102,7 @@ func (s *Server) managementTools() []server.ServerTool {
 
 // clusterParamText describes a cluster parameter.
 func (s *Server) clusterParamText() string {
-	if len(s.clusters) == 0 {
+	if names, def := s.clusterNames(); len(names) == 0 && def == "" {
 		return "No clusters are configured: leave it empty."
 	}
 	return "The cluster to run on. " + s.clusterText()
@@ -315,7 +315,8 @@ func (s *Server) handleList(_ context.Context, req mcp.CallToolRequest) (*mcp.Ca
 		}
 		brief = append(brief, e)
 	}
-	res := listResult{Sandbox: s.sandboxName(), Clusters: s.clusters, DefaultCluster: s.defaultCluster, Allowed: allowed}
+	names, def := s.clusterNames()
+	res := listResult{Sandbox: s.sandboxName(), Clusters: names, DefaultCluster: def, Allowed: allowed}
 	warnings := s.rt.Warnings()
 	res.WarningCount = len(warnings)
 	if details {

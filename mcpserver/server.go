@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,8 +28,9 @@ const Name = "kubernetes-mcp-server"
 type Options struct {
 	Runtime *runtime.Runtime
 	Logger  hclog.Logger
-	// Clusters are the clusters' names, for tool descriptions and /health.
-	// Nil means the runtime's own list.
+	// Clusters fixes the clusters' names of tool descriptions and /health
+	// (tests). Nil, the usual, reads them live from the runtime, whose
+	// clusters change when Rancher's do.
 	Clusters []string
 	// DefaultCluster is the cluster a call without one goes to. It is only
 	// read when Clusters is set; otherwise the runtime's default is used.
@@ -42,12 +44,12 @@ type Options struct {
 // Server is the MCP front end of one runtime: the plugins_* management
 // tools and one plugin_* tool per allowed plugin.
 type Server struct {
-	rt             *runtime.Runtime
-	log            hclog.Logger
-	mcp            *server.MCPServer
-	clusters       []string
-	defaultCluster string
-	version        string
+	rt  *runtime.Runtime
+	log hclog.Logger
+	mcp *server.MCPServer
+	// fixed holds Options.Clusters; without it the names are the runtime's.
+	fixed   *fixedClusters
+	version string
 
 	resultSchema json.RawMessage // outputSchema of plugins_execute
 
@@ -91,12 +93,7 @@ func New(opts Options) (*Server, error) {
 		resultSchema: schema, calls: newInflight(), stopped: make(chan struct{}),
 		guard: g, bodyReadTimeout: bodyReadTimeout}
 	if opts.Clusters != nil {
-		s.clusters, s.defaultCluster = append([]string(nil), opts.Clusters...), opts.DefaultCluster
-	} else {
-		s.clusters, s.defaultCluster = opts.Runtime.Clusters(), opts.Runtime.DefaultCluster()
-	}
-	if s.clusters == nil {
-		s.clusters = []string{}
+		s.fixed = &fixedClusters{names: append([]string{}, opts.Clusters...), def: opts.DefaultCluster}
 	}
 	s.mcp = server.NewMCPServer(Name, version,
 		server.WithToolCapabilities(true),
@@ -108,7 +105,27 @@ func New(opts Options) (*Server, error) {
 	)
 	s.SyncTools()
 	opts.Runtime.Subscribe(func([]discovery.Event) { s.SyncTools() })
+	// The descriptions name the clusters: a change of them is a change of
+	// the tools, and clients hear of it through list_changed.
+	opts.Runtime.SubscribeClusters(s.SyncTools)
 	return s, nil
+}
+
+type fixedClusters struct {
+	names []string
+	def   string
+}
+
+// clusterNames are the clusters calls may target now, and the default.
+func (s *Server) clusterNames() ([]string, string) {
+	if s.fixed != nil {
+		return append([]string{}, s.fixed.names...), s.fixed.def
+	}
+	names := s.rt.Clusters()
+	if names == nil {
+		names = []string{}
+	}
+	return names, s.rt.DefaultCluster()
 }
 
 // MCPServer is the underlying mcp-go server, for transports and tests this
@@ -197,13 +214,18 @@ func (s *Server) SyncTools() {
 
 // clusterText says which clusters a call can target, for descriptions.
 func (s *Server) clusterText() string {
+	names, def := s.clusterNames()
 	switch {
-	case len(s.clusters) == 0:
+	case len(names) == 0 && def != "":
+		return fmt.Sprintf("No cluster is available now (the default cluster, %s, is not): calls that need a cluster fail.", def)
+	case len(names) == 0:
 		return "No clusters are configured: leave cluster empty; the plugin then gets an empty kubeconfig and cannot reach any cluster."
-	case s.defaultCluster != "":
-		return fmt.Sprintf("Clusters: %s. Without cluster the call goes to the default cluster, %s.", strings.Join(s.clusters, ", "), s.defaultCluster)
+	case def != "" && !slices.Contains(names, def):
+		return fmt.Sprintf("Clusters: %s. The default cluster, %s, is not available now: name a cluster in every call.", strings.Join(names, ", "), def)
+	case def != "":
+		return fmt.Sprintf("Clusters: %s. Without cluster the call goes to the default cluster, %s.", strings.Join(names, ", "), def)
 	default:
-		return fmt.Sprintf("Clusters: %s. There is no default cluster: name one in every call.", strings.Join(s.clusters, ", "))
+		return fmt.Sprintf("Clusters: %s. There is no default cluster: name one in every call.", strings.Join(names, ", "))
 	}
 }
 

@@ -97,6 +97,13 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureWith is newFixture with another sandbox backend.
 func newFixtureWith(t *testing.T, backend string) *fixture {
 	t.Helper()
+	return newFixtureRancher(t, backend, nil)
+}
+
+// newFixtureRancher is newFixtureWith with the clusters of a Rancher
+// source beside c1 and c2, when rancher is not nil.
+func newFixtureRancher(t *testing.T, backend string, rancher *clusters.Rancher) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{dir: dir, pidFile: filepath.Join(t.TempDir(), "sleepy.pid")}
 	for name, script := range map[string]string{
@@ -147,7 +154,7 @@ users:
     token: t
 `, c))
 	}
-	reg, err := clusters.Load(clusters.Options{KubeconfigDir: kubeconfigs, DefaultCluster: "c1"})
+	reg, err := clusters.Load(clusters.Options{KubeconfigDir: kubeconfigs, DefaultCluster: "c1", Rancher: rancher})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +171,7 @@ users:
 	if _, err := f.rt.Discover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.srv, err = New(Options{Runtime: f.rt, Logger: log, Clusters: reg.Names(), DefaultCluster: reg.Default(), Version: "test"})
+	f.srv, err = New(Options{Runtime: f.rt, Logger: log, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,6 +192,13 @@ func (r *Runtime) Clusters() []string { return r.clusters.Names() }
 // DefaultCluster is the cluster of calls that name none, or "".
 func (r *Runtime) DefaultCluster() string { return r.clusters.Default() }
 
+// SubscribeClusters calls f after the names of the clusters or the default
+// changed (a source such as Rancher refreshed).
+func (r *Runtime) SubscribeClusters(f func()) { r.clusters.Subscribe(f) }
+
+// ClusterSources reports each source of clusters beyond files, by name.
+func (r *Runtime) ClusterSources() map[string]clusters.SourceStatus { return r.clusters.Sources() }
+
 // Warnings are what the last discovery noticed.
 func (r *Runtime) Warnings() []discovery.Warning { return r.discovery.Warnings() }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -162,16 +163,65 @@ func newLogger(cfg *config.Config, out io.Writer) hclog.Logger {
 	})
 }
 
+// loadClusters is the commands' registry (plugins run, profile show, ...):
+// loadClusterSources with Rancher asked once, its warnings on stderr.
 func loadClusters(cfg *config.Config) (*clusters.Registry, error) {
+	reg, _, err := loadClusterSources(context.Background(), cfg, newLogger(cfg, os.Stderr))
+	return reg, err
+}
+
+// loadClusterSources builds the registry the configuration describes: the
+// files, and with rancher_url Rancher's clusters, fetched once. A failed
+// fetch is logged and reported in the registry's Sources, and the clusters
+// an earlier run wrote to config_dir stay in use; it is not an error. The
+// Rancher source is nil without rancher_url; serve runs its refresh loop.
+func loadClusterSources(ctx context.Context, cfg *config.Config, log hclog.Logger) (*clusters.Registry, *clusters.Rancher, error) {
+	c := cfg.Clusters
+	var src *clusters.Rancher
+	if c.RancherURL != "" {
+		var err error
+		src, err = clusters.NewRancher(clusters.RancherOptions{
+			URL: c.RancherURL, Token: c.RancherToken, TokenFile: c.RancherTokenFile, Dir: c.ConfigDir,
+			Interval: c.RefreshInterval, AutoRefresh: c.AutoRefresh, Logger: log,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("invalid configuration: %s%w", valueOrigin(cfg, "clusters.rancher_url"), err)
+		}
+	} else {
+		for _, key := range []string{"clusters.rancher_token", "clusters.rancher_token_file"} {
+			if v := cfg.Values()[key]; v.Source != config.SourceDefault {
+				log.Warn(key+" is set but clusters.rancher_url is not: Rancher is not asked", "origin", v.Origin)
+			}
+		}
+	}
 	reg, err := clusters.Load(clusters.Options{
-		KubeconfigDir:  cfg.Clusters.KubeconfigDir,
-		Kubeconfig:     cfg.Clusters.Kubeconfig,
-		DefaultCluster: cfg.Clusters.DefaultCluster,
+		KubeconfigDir:  c.KubeconfigDir,
+		Kubeconfig:     c.Kubeconfig,
+		DefaultCluster: c.DefaultCluster,
+		Rancher:        src,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("invalid configuration: %w", err)
+		return nil, nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	return reg, nil
+	if src != nil {
+		// A Rancher that stalls delays the start by a minute at most; the
+		// refresh loop carries on from there.
+		first, cancel := context.WithTimeout(ctx, time.Minute)
+		src.Refresh(first) // logs and reports its own failure
+		cancel()
+		if d := c.DefaultCluster; d != "" && !slices.Contains(reg.Names(), d) {
+			log.Warn("default_cluster is not among the clusters now; calls that name no cluster fail until it is", "default_cluster", d, "clusters", strings.Join(reg.Names(), ","))
+		}
+	}
+	return reg, src, nil
+}
+
+// valueOrigin is "file.toml:12: " for a key set in a file, else "".
+func valueOrigin(cfg *config.Config, key string) string {
+	if v := cfg.Values()[key]; v.Origin != "" {
+		return v.Origin + ": "
+	}
+	return ""
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -194,19 +244,19 @@ func serve(cmd *cobra.Command) error {
 			return err
 		}
 	}
-	reg, err := loadClusters(cfg)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reg, rancher, err := loadClusterSources(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	if len(reg.Names()) == 0 {
-		log.Warn("no clusters configured: set clusters.kubeconfig_dir or --kubeconfig; plugins run without a cluster")
+	if len(reg.Names()) == 0 && rancher == nil {
+		log.Warn("no clusters configured: set clusters.kubeconfig_dir, clusters.rancher_url or --kubeconfig; plugins run without a cluster")
 	}
 	for _, name := range reg.Names() {
 		c, _ := reg.Get(name)
 		log.Info("cluster", "name", name, "server", c.Server, "source", c.Source, "default", name == reg.Default())
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	rt, err := buildRuntime(ctx, cfg, reg, log, true)
 	if err != nil {
 		return err
@@ -224,16 +274,19 @@ func serve(cmd *cobra.Command) error {
 	} else {
 		log.Warn("plugins are disabled (plugins.enabled = false): only the management tools are served")
 	}
+	// The server reads the clusters from the runtime as they are, and
+	// updates its tools when Rancher's change.
 	srv, err := mcpserver.New(mcpserver.Options{
-		Runtime:        rt,
-		Logger:         log.Named("mcp"),
-		Clusters:       reg.Names(),
-		DefaultCluster: reg.Default(),
-		Version:        version,
-		HTTP:           httpOpts,
+		Runtime: rt,
+		Logger:  log.Named("mcp"),
+		Version: version,
+		HTTP:    httpOpts,
 	})
 	if err != nil {
 		return err
+	}
+	if rancher != nil {
+		go rancher.Run(ctx)
 	}
 	log.Info("serving tools", "count", len(srv.Tools()), "tools", strings.Join(srv.Tools(), ","))
 	// The transports outlive the signal: calls in flight still deliver
