@@ -7,20 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/flock"
 )
 
 // RancherSource is the name of the Rancher source in Registry.Sources.
@@ -290,7 +293,7 @@ func (r *Rancher) attach(reg *Registry) {
 // warnings of the last refresh (or load) and the clashes the registry finds.
 func (r *Rancher) publish() {
 	set := make([]*Cluster, 0, len(r.have))
-	for _, name := range sortedKeys(r.have) {
+	for _, name := range slices.Sorted(maps.Keys(r.have)) {
 		set = append(set, r.have[name].cluster)
 	}
 	kept, err := r.reg.replace(RancherSource, set)
@@ -357,7 +360,7 @@ func (r *Rancher) Refresh(ctx context.Context) error {
 	if r.reg == nil {
 		return errors.New("rancher: Refresh before Load: pass the source in clusters.Options")
 	}
-	before := sortedKeys(r.have)
+	before := slices.Sorted(maps.Keys(r.have))
 	r.finished = time.Time{}
 	token, err := r.token()
 	if err == nil {
@@ -379,7 +382,7 @@ func (r *Rancher) Refresh(ctx context.Context) error {
 	for _, w := range r.status.Warnings {
 		r.log.Warn("rancher: " + w)
 	}
-	if after := sortedKeys(r.have); strings.Join(before, ",") != strings.Join(after, ",") {
+	if after := slices.Sorted(maps.Keys(r.have)); strings.Join(before, ",") != strings.Join(after, ",") {
 		r.log.Info("rancher: clusters changed", "clusters", strings.Join(after, ","), "before", strings.Join(before, ","))
 	}
 	return err
@@ -809,33 +812,9 @@ func (r *Rancher) removeTemps() {
 // lock takes the folder for one refresh, so that a server and a command
 // (config show, profile show) sharing it never interleave their writes.
 func (r *Rancher) lock(ctx context.Context) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(r.opts.Dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := flock.Lock(ctx, filepath.Join(r.opts.Dir, lockFile))
 	if err != nil {
 		return nil, fmt.Errorf("rancher: lock config_dir: %w", err)
 	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("rancher: lock config_dir: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("rancher: lock config_dir: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return unlock, nil
 }

@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/flock"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/pluginname"
 )
 
@@ -186,9 +187,9 @@ func (i *Installer) Install(ctx context.Context, req Request) (Result, error) {
 	}
 	// Another process (a `plugins install` beside the server) may use the
 	// same root.
-	unlock, err := lockFile(ctx, filepath.Join(i.cfg.Root, ".install.lock"))
+	unlock, err := flock.Lock(ctx, filepath.Join(i.cfg.Root, ".install.lock"))
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("krew root: %w", err)
 	}
 	defer unlock()
 

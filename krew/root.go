@@ -2,14 +2,12 @@ package krew
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
-	"time"
 )
 
 // rootState is what of a KREW_ROOT makes plugins: the links in bin, the
@@ -124,29 +122,4 @@ func readDir(dir string) ([]fs.DirEntry, error) {
 		return nil, fmt.Errorf("krew root: %w", err)
 	}
 	return entries, nil
-}
-
-// lockFile holds an exclusive flock on path until unlock, waiting for it
-// no longer than ctx allows.
-func lockFile(ctx context.Context, path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("krew root lock: %w", err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("krew root lock: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("krew root %s is busy with another install: %w", filepath.Dir(path), context.Cause(ctx))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
