@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -39,6 +40,9 @@ type Options struct {
 	// HTTP guards the HTTP transports: authentication and the Origin
 	// allow list.
 	HTTP HTTPOptions
+	// Metrics, when set, is served at /metrics over HTTP, behind the same
+	// authentication as MCP: its labels name plugins and clusters.
+	Metrics http.Handler
 }
 
 // Server is the MCP front end of one runtime: the plugins_* management
@@ -50,6 +54,7 @@ type Server struct {
 	// fixed holds Options.Clusters; without it the names are the runtime's.
 	fixed   *fixedClusters
 	version string
+	metrics http.Handler
 
 	resultSchema json.RawMessage // outputSchema of plugins_execute
 
@@ -91,7 +96,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string]toolDigest{},
 		resultSchema: schema, calls: newInflight(), stopped: make(chan struct{}),
-		guard: g, bodyReadTimeout: bodyReadTimeout}
+		guard: g, bodyReadTimeout: bodyReadTimeout, metrics: opts.Metrics}
 	if opts.Clusters != nil {
 		s.fixed = &fixedClusters{names: append([]string{}, opts.Clusters...), def: opts.DefaultCluster}
 	}

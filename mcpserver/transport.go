@@ -23,6 +23,8 @@ const (
 	PathMessage    = "/message" // SSE clients post here; /sse's endpoint event says so
 	PathHealth     = "/health"
 	PathHealthz    = "/healthz"
+	// PathMetrics serves Prometheus metrics, authenticated as MCP is.
+	PathMetrics = "/metrics"
 )
 
 // maxMessageBytes bounds one JSON-RPC message on every transport. The
@@ -268,6 +270,9 @@ func (s *Server) newHTTPHandler() *httpHandler {
 	h.mux.Handle(PathMessage, s.trackSSEMessages(h.sse.MessageHandler()))
 	h.mux.HandleFunc(PathHealth, h.serveHealth)
 	h.mux.HandleFunc(PathHealthz, h.serveHealth)
+	if s.metrics != nil {
+		h.mux.Handle(PathMetrics, s.metrics)
+	}
 	if v := s.guard.opts.OAuth; v != nil {
 		// The subtree too: RFC 9728 appends the resource's path.
 		h.mux.HandleFunc(PathProtectedResource, v.serveMetadata)

@@ -11,6 +11,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/metrics"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/krew"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
@@ -58,6 +59,9 @@ type Options struct {
 	Wasm wasm.Config
 	// Installer installs plugins with krew; nil turns installs off.
 	Installer *krew.Installer
+	// Metrics count calls, requests, installs and discoveries; nil counts
+	// nothing.
+	Metrics *metrics.Metrics
 }
 
 // Runtime knows the plugins, decides what may run and runs it.
@@ -73,6 +77,7 @@ type Runtime struct {
 	slots     *slots
 	audit     *auditLog
 	installer *krew.Installer
+	metrics   *metrics.Metrics
 
 	// Calls in flight, and the shutdown that refuses new ones.
 	callsMu      sync.Mutex
@@ -125,8 +130,8 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 		return nil, err
 	}
 	r := &Runtime{cfg: cfg, log: log, policy: opts.Policy, backends: opts.Backends, container: opts.Container, wasm: opts.Wasm,
-		stats: map[string]*usage{}, clusters: reg, audit: audit, installer: opts.Installer,
-		slots: newSlots(cfg.Plugins.MaxConcurrent, cfg.Plugins.MaxQueue)}
+		stats: map[string]*usage{}, clusters: reg, audit: audit, installer: opts.Installer, metrics: opts.Metrics,
+		slots: newSlots(cfg.Plugins.MaxConcurrent, cfg.Plugins.MaxQueue, opts.Metrics.Waiting)}
 	r.base, r.cancelCalls = context.WithCancelCause(context.Background())
 	r.discovery = discovery.NewManager(discovery.Options{
 		Dirs:      opts.Dirs,
@@ -153,7 +158,20 @@ func (r *Runtime) Close() error {
 
 // Discover finds the plugins again and returns what changed.
 func (r *Runtime) Discover(ctx context.Context) ([]discovery.Event, error) {
-	return r.discovery.Refresh(ctx)
+	started := time.Now()
+	events, err := r.discovery.Refresh(ctx)
+	if err == nil && r.metrics != nil {
+		allowed, refused := 0, 0
+		for _, p := range r.discovery.List() {
+			if r.Decide(p, "").Allowed {
+				allowed++
+			} else {
+				refused++
+			}
+		}
+		r.metrics.Discovered(time.Since(started), allowed, refused)
+	}
+	return events, err
 }
 
 // Subscribe calls f with every change discovery finds.
@@ -162,8 +180,20 @@ func (r *Runtime) Subscribe(f func([]discovery.Event)) { r.discovery.Subscribe(f
 // RunDiscovery refreshes every refresh_interval while auto_discovery is on,
 // until ctx ends.
 func (r *Runtime) RunDiscovery(ctx context.Context) {
-	if r.cfg.Plugins.AutoDiscovery {
-		r.discovery.Run(ctx, r.cfg.Plugins.RefreshInterval)
+	if !r.cfg.Plugins.AutoDiscovery {
+		return
+	}
+	t := time.NewTicker(r.cfg.Plugins.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := r.Discover(ctx); err != nil && ctx.Err() == nil {
+				r.log.Warn("plugin refresh failed", "error", err)
+			}
+		}
 	}
 }
 

@@ -159,6 +159,7 @@ func (r *Runtime) auditInstall(started time.Time, req krew.Request, index, name 
 		line.Outcome, line.Version, line.SHA256, line.ArchiveSHA256 = res.Outcome, res.Version, res.SHA256, res.ArchiveSHA256
 		line.Index = res.Index
 	}
+	r.metrics.Installed(line.Outcome)
 	if err := r.audit.write(line); err != nil {
 		r.log.Error("install not audited", "plugin", line.Plugin, "outcome", line.Outcome, "error", err)
 		if failure == nil {

@@ -18,10 +18,15 @@ type slots struct {
 	n       int
 	queue   int64
 	waiting atomic.Int64
+	// onWait is told of every call that starts or stops waiting.
+	onWait func(delta int)
 }
 
-func newSlots(n, queue int) *slots {
-	return &slots{sem: semaphore.NewWeighted(int64(n)), n: n, queue: int64(queue)}
+func newSlots(n, queue int, onWait func(delta int)) *slots {
+	if onWait == nil {
+		onWait = func(int) {}
+	}
+	return &slots{sem: semaphore.NewWeighted(int64(n)), n: n, queue: int64(queue), onWait: onWait}
 }
 
 // errQueueFull refuses a call that would wait behind max_queue others.
@@ -39,7 +44,8 @@ func (s *slots) acquire(ctx context.Context) error {
 		return fmt.Errorf("%w: all %d call slots (plugins.max_concurrent) are busy and %d calls are already waiting (plugins.max_queue); try again later",
 			errQueueFull, s.n, s.queue)
 	}
-	defer s.waiting.Add(-1)
+	s.onWait(1)
+	defer func() { s.waiting.Add(-1); s.onWait(-1) }()
 	return s.sem.Acquire(ctx, 1)
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 func TestSlotsServeWaitersInOrder(t *testing.T) {
-	s := newSlots(1, 10)
+	s := newSlots(1, 10, nil)
 	s.acquire(context.Background())
 	var order []int
 	var mu sync.Mutex
@@ -44,7 +44,7 @@ func TestSlotsServeWaitersInOrder(t *testing.T) {
 }
 
 func TestSlotsRefuseAtOnceWhenTheQueueIsFull(t *testing.T) {
-	s := newSlots(1, 1)
+	s := newSlots(1, 1, nil)
 	s.acquire(context.Background())
 	go s.acquire(context.Background()) // the one place in the queue
 	for s.waiting.Load() != 1 {

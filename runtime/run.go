@@ -41,6 +41,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	plugin, cluster, err := r.admit(call)
 	if err != nil {
 		r.log.Info("call refused", "plugin", call.Plugin, "cluster", call.Cluster, "reason", err)
+		r.countRefusal(call, "")
 		return nil, err
 	}
 	backend := r.backends.For(plugin.Kind == discovery.KindWasm)
@@ -60,6 +61,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 
 	if err := r.slots.acquire(callCtx); err != nil {
 		if errors.Is(err, errQueueFull) {
+			r.countRefusal(call, res.Sandbox)
 			return nil, refused(err)
 		}
 		// Cancelled while waiting: nothing ran, and the caller asked for it.
@@ -69,9 +71,12 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 			auditFailed(res, err)
 		}
 		log.Info("call cancelled while it waited for a slot")
+		r.metrics.CallDone(res.Plugin, res.Cluster, res.Sandbox, string(res.Status), 0)
 		return res, nil
 	}
 	defer r.slots.release()
+	r.metrics.Running(1)
+	defer r.metrics.Running(-1)
 	res.Timestamp = time.Now().UTC() // the call's time is the plugin's, not the queue's
 	// The file may have been swapped or rewritten while the call waited.
 	if err := plugin.Verify(); err != nil {
@@ -117,7 +122,11 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	if call.Stdin != "" {
 		spec.Stdin = strings.NewReader(call.Stdin)
 	}
+	runStarted := time.Now()
 	run, runErr := backend.Run(runCtx, spec)
+	if runErr == nil {
+		r.metrics.SandboxStart(res.Sandbox, run.Warm, time.Since(runStarted)-run.Duration)
+	}
 	if gw != nil {
 		gw.Close() // every request is audited once Close returns
 	}
@@ -219,6 +228,7 @@ func (r *Runtime) finalMessage(msg string) string {
 // finish records and audits a call that reached the point of running.
 func (r *Runtime) finish(res *Result, call Call, log hclog.Logger) *Result {
 	r.record(res.Plugin, res)
+	r.metrics.CallDone(res.Plugin, res.Cluster, res.Sandbox, string(res.Status), res.Duration)
 	if err := r.audit.call(res, call.Args); err != nil {
 		auditFailed(res, err)
 	}
@@ -287,6 +297,7 @@ func (r *Runtime) gatewayFor(callID, plugin string, cluster *clusters.Cluster, r
 		},
 		Audit: func(rec gateway.Record) {
 			records.add(rec)
+			r.metrics.Request(rec.Verb, rec.Resource, rec.Decision)
 			if err := r.audit.request(rec); err != nil {
 				records.fail(err)
 			}
@@ -434,4 +445,20 @@ func newCallID() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
+}
+
+// countRefusal counts a call refused before it ran. Names agents made up
+// are not labels: only a discovered plugin and a known cluster are.
+func (r *Runtime) countRefusal(call Call, backend string) {
+	if r.metrics == nil {
+		return
+	}
+	plugin, cluster := "", ""
+	if p, err := r.discovery.Get(call.Plugin); err == nil {
+		plugin = p.Name
+	}
+	if c, err := r.clusters.Get(call.Cluster); err == nil {
+		cluster = c.Name
+	}
+	r.metrics.CallDone(plugin, cluster, backend, "refused", 0)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/metrics"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/mcpserver"
 )
 
@@ -257,7 +259,12 @@ func serve(cmd *cobra.Command) error {
 		c, _ := reg.Get(name)
 		log.Info("cluster", "name", name, "server", c.Server, "source", c.Source, "default", name == reg.Default())
 	}
-	rt, err := buildRuntime(ctx, cfg, reg, log, true)
+	// Metrics are served over HTTP only; stdio has nowhere to serve them.
+	var m *metrics.Metrics
+	if cfg.Server.Port != 0 {
+		m = metrics.New()
+	}
+	rt, err := buildRuntime(ctx, cfg, reg, log, true, m)
 	if err != nil {
 		return err
 	}
@@ -281,6 +288,7 @@ func serve(cmd *cobra.Command) error {
 		Logger:  log.Named("mcp"),
 		Version: version,
 		HTTP:    httpOpts,
+		Metrics: metricsHandler(m),
 	})
 	if err != nil {
 		return err
@@ -336,4 +344,13 @@ func interruptible(cmd *cobra.Command) (stop func()) {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	cmd.SetContext(ctx)
 	return stop
+}
+
+// metricsHandler is m's /metrics handler, or nil: a nil *Metrics must not
+// become a non-nil interface that serves nothing.
+func metricsHandler(m *metrics.Metrics) http.Handler {
+	if m == nil {
+		return nil
+	}
+	return m.Handler()
 }
