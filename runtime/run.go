@@ -122,6 +122,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	if call.Stdin != "" {
 		spec.Stdin = strings.NewReader(call.Stdin)
 	}
+	log.Debug("running the plugin in its sandbox", "args", len(call.Args))
 	runStarted := time.Now()
 	run, runErr := backend.Run(runCtx, spec)
 	if runErr == nil {

@@ -64,7 +64,7 @@ optional --) is the plugin's own argv.`,
 			}
 			rt, err := newCallRuntime(cmd)
 			if err != nil {
-				return err
+				return interrupted(cmd, args[0], err)
 			}
 			defer rt.Close()
 			pluginArgs := args[1:]
@@ -72,6 +72,9 @@ optional --) is the plugin's own argv.`,
 				pluginArgs = pluginArgs[1:]
 			}
 			res, err := rt.Execute(cmd.Context(), runtime.Call{Plugin: args[0], Args: pluginArgs, Cluster: cluster, Stdin: stdin})
+			if err != nil && cmd.Context().Err() != nil {
+				return interrupted(cmd, args[0], err)
+			}
 			if err != nil {
 				res = &runtime.Result{Plugin: args[0], Cluster: cluster, ExitCode: -1, Timestamp: time.Now().UTC(),
 					Sandbox: rt.Sandbox().Name, Status: "error", Message: err.Error()}
@@ -128,4 +131,14 @@ func runExitCode(res *runtime.Result) int {
 	default:
 		return exitNotRun
 	}
+}
+
+// interrupted is the end of a run stopped by SIGINT or SIGTERM before its
+// plugin ran: the exit code of a cancelled call, not of a failed command.
+func interrupted(cmd *cobra.Command, plugin string, err error) error {
+	if cmd.Context().Err() == nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "kubernetes-mcp-server: plugin %s: cancelled before it ran: interrupted\n", plugin)
+	return exitError{exitCancelled}
 }

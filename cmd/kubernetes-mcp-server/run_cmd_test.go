@@ -81,24 +81,48 @@ func TestPluginsRunJSONHasTheAPIRequests(t *testing.T) {
 // sandbox goes and the exit code says so.
 func TestPluginsRunInterrupted(t *testing.T) {
 	e := newE2E(t, "container", "")
-	cmd := exec.Command(binary, "--config", e.config, "plugins", "run", "sleeper", "30")
+	cmd := exec.Command(binary, "--config", e.config, "--log-level", "debug", "plugins", "run", "sleeper", "30")
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, e.env...)
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	// Interrupt the call, not the discovery before it.
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), "running the plugin in its sandbox") }, "the call to start")
+	time.Sleep(500 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case <-done:
-		if code := cmd.ProcessState.ExitCode(); code != exitCancelled || !strings.Contains(stderr.String(), "cancelled") {
+		if code := cmd.ProcessState.ExitCode(); code != exitCancelled || !strings.Contains(stderr.String(), "cancelled by the caller") {
 			t.Errorf("exit %d, want %d\n%s", code, exitCancelled, stderr.String())
 		}
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
 		t.Fatalf("plugins run went on after SIGINT\n%s", stderr.String())
+	}
+}
+
+// An interrupt before the plugin runs (during discovery) ends the run as
+// cancelled too, not as a failed command.
+func TestPluginsRunInterruptedBeforeItRan(t *testing.T) {
+	e := newE2E(t, "none", "")
+	// Discovery runs every plugin's --help; a help that takes its time
+	// keeps the command in discovery.
+	os.WriteFile(filepath.Join(e.dir, "kubectl-slowhelp"), []byte("#!/bin/sh\nsleep 4\n"), 0o755)
+	cmd := exec.Command(binary, "--config", e.config, "--plugins-allowed", "slowhelp,echo", "plugins", "run", "echo", "x")
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, e.env...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitCancelled || !strings.Contains(stderr.String(), "cancelled before it ran") {
+		t.Errorf("exit %d, want %d\n%s", code, exitCancelled, stderr.String())
 	}
 }
