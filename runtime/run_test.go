@@ -20,7 +20,8 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Run(m)) }
+// The pin tests count the copies pinned calls leave in the temporary folder.
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithPrivateTemp(m)) }
 
 // fixtures are small plugins of our own; each one does one thing.
 var fixtures = map[string]string{

@@ -28,17 +28,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The leak checks count wasm call folders in the temporary folder: a
-	// folder of this binary's own keeps other test binaries' calls, run
-	// at the same time, out of the count.
-	tmp, err := os.MkdirTemp("", "kmcp-escape-tmp-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Setenv("TMPDIR", tmp)
-	code := testenv.Run(m)
-	os.RemoveAll(tmp)
+	// The leak checks count wasm call folders in the temporary folder.
+	code := testenv.RunWithPrivateTemp(m)
 	if err := writeReport(os.Getenv("KMCP_SECURITY_REPORT")); err != nil {
 		fmt.Fprintln(os.Stderr, "security report:", err)
 		code = 1

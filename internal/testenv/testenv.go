@@ -32,6 +32,29 @@ func Run(m *testing.M) int {
 	return code
 }
 
+// RunWithPrivateTemp is Run with TMPDIR a folder of this test binary's
+// own, for binaries whose leak checks count what calls leave in the
+// temporary folder: other test binaries running at the same time leave
+// theirs elsewhere.
+func RunWithPrivateTemp(m *testing.M) int {
+	tmp, err := os.MkdirTemp("", "kmcp-test-tmp-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "private temporary folder:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	old, had := os.LookupEnv("TMPDIR")
+	os.Setenv("TMPDIR", tmp)
+	defer func() {
+		if had {
+			os.Setenv("TMPDIR", old)
+		} else {
+			os.Unsetenv("TMPDIR")
+		}
+	}()
+	return Run(m)
+}
+
 func atExit(f func()) {
 	mu.Lock()
 	defer mu.Unlock()
