@@ -40,7 +40,7 @@ func New() *Metrics {
 			Help: "Time from a call's start (after any wait for a slot) to its result, by backend and outcome.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)},
 			[]string{"backend", "outcome"}),
 		sandboxStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "sandbox_start_seconds",
-			Help: "Time a call spent in its sandbox besides the plugin's own run: making (cold) or starting (warm) the sandbox and collecting the exit, by backend and warm.",
+			Help:    "Time a call spent in its sandbox besides the plugin's own run: making (cold) or starting (warm) the sandbox and collecting the exit, by backend and warm.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 13)},
 			[]string{"backend", "warm"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "gateway_requests_total",
