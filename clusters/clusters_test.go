@@ -1,15 +1,12 @@
 package clusters_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -35,18 +32,7 @@ func TestRegistryReachesEachRealCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		client, err := kubernetes.NewForConfig(c.REST)
-		if err != nil {
-			t.Fatal(err)
-		}
-		list, err := client.CoreV1().Namespaces().List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			t.Fatalf("cluster %s: list namespaces: %v", want.Name, err)
-		}
-		var names []string
-		for _, ns := range list.Items {
-			names = append(names, ns.Name)
-		}
+		names := namespaces(t, c)
 		for _, other := range env.All {
 			has := slices.Contains(names, other.Namespace)
 			if has != (other.Name == want.Name) {

@@ -495,19 +495,3 @@ func (m *Manager) Get(name string) (*Plugin, error) {
 		return nil, fmt.Errorf("plugin name %q is ambiguous: it may mean %s; use the exact name", name, strings.Join(names, " or "))
 	}
 }
-
-// Run refreshes every interval until ctx ends.
-func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := m.Refresh(ctx); err != nil && ctx.Err() == nil {
-				m.log.Warn("plugin refresh failed", "error", err)
-			}
-		}
-	}
-}
