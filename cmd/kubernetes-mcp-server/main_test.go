@@ -284,3 +284,58 @@ func TestNoneIsAnnouncedAtStartup(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s", code, stderr)
 	}
 }
+
+// A server refuses to start, saying what each choice needs, when it would
+// serve native plugins that nothing can sandbox: under "auto" with no
+// containerd, or "container" without one. Serving WebAssembly plugins
+// only, or backend "wasm" (the operator's word that native plugins stay
+// unrun), starts.
+func TestStartupRefusesWhatItCannotSandbox(t *testing.T) {
+	native := t.TempDir()
+	if err := os.WriteFile(filepath.Join(native, "kubectl-hello"), []byte("#!/bin/sh\necho hello\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// One small WebAssembly plugin, so that each start compiles one module.
+	wasm := t.TempDir()
+	lint, err := os.ReadFile(filepath.Join(testenv.WasmPlugins(t), "kubectl-manifest_lint.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(wasm, "kubectl-manifest_lint.wasm"), lint, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noContainerd := filepath.Join(t.TempDir(), "containerd.sock")
+	tests := []struct {
+		name, backend string
+		allowed       string
+		refused       bool
+		want          []string
+	}{
+		{"auto with a native plugin allowed", "auto", `"hello", "manifest_lint"`, true,
+			[]string{"allows native plugins (hello) but cannot sandbox them: no container sandbox",
+				`backend = "wasm"`, `backend = "none"`, "Which sandbox works where"}},
+		{"auto with WebAssembly plugins only", "auto", `"manifest_lint"`, false, nil},
+		{"wasm with a native plugin allowed", "wasm", `"hello", "manifest_lint"`, false,
+			[]string{`sandbox backend is "wasm": only WebAssembly plugins run`}},
+		{"container without a containerd", "container", `"manifest_lint"`, true,
+			[]string{"sandbox backend container:", "needs a containerd the server can reach"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			file := writeFile(t, fmt.Sprintf("[plugins]\nplugin_paths = [%q, %q]\nallowed_plugins = [%s]\n[sandbox]\nbackend = %q\ncontainerd_address = %q\n",
+				native, wasm, tc.allowed, tc.backend, noContainerd))
+			stderr, code := runBounded(t, nil, "--config", file)
+			if tc.refused != (code != 0) {
+				t.Fatalf("exit %d, want refused=%v; stderr:\n%s", code, tc.refused, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if !tc.refused && strings.Contains(stderr, "cannot sandbox") {
+				t.Errorf("a start-up that serves only what it sandboxes warns of a refusal:\n%s", stderr)
+			}
+		})
+	}
+}

@@ -60,7 +60,7 @@ func newRuntimeWith(cmd *cobra.Command, cfg *config.Config, reg *clusters.Regist
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
-	rt, err := buildRuntime(cmd.Context(), cfg, reg, log, false, nil)
+	rt, _, err := buildRuntime(cmd.Context(), cfg, reg, log, false, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -74,20 +74,21 @@ func newRuntimeWith(cmd *cobra.Command, cfg *config.Config, reg *clusters.Regist
 // buildRuntime is the one way the commands make a runtime: the policy and
 // sandbox backends the configuration describes (internal/compose), with the
 // process's PATH and KREW_ROOT, the plugin cache and the clusters.
-func buildRuntime(ctx context.Context, cfg *config.Config, reg *clusters.Registry, log hclog.Logger, server bool, m *metrics.Metrics) (*runtime.Runtime, error) {
+// noNative says why native plugins cannot run, nil when they can.
+func buildRuntime(ctx context.Context, cfg *config.Config, reg *clusters.Registry, log hclog.Logger, server bool, m *metrics.Metrics) (rt *runtime.Runtime, noNative error, err error) {
 	parts, err := compose.Build(ctx, cfg, compose.Env{PathEnv: os.Getenv("PATH"), KrewRoot: os.Getenv("KREW_ROOT"), Server: server}, log)
 	if err != nil {
-		return nil, fmt.Errorf("invalid configuration: %w", err)
+		return nil, nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	rt, err := runtime.New(cfg, runtime.Options{
+	rt, err = runtime.New(cfg, runtime.Options{
 		Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Wasm: parts.Wasm,
 		Installer: parts.Installer, Metrics: m, Logger: log, CacheFile: compose.DefaultCacheFile(), Clusters: reg,
 	})
 	if err != nil {
 		parts.Backends.Close()
-		return nil, fmt.Errorf("invalid configuration: %w", err)
+		return nil, nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	return rt, nil
+	return rt, parts.NoNative, nil
 }
 
 func newPluginsListCommand() *cobra.Command {

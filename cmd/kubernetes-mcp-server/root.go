@@ -20,9 +20,11 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/clusters"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/compose"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/metrics"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/mcpserver"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
 // execute runs the command line and returns the process's exit code.
@@ -218,6 +220,17 @@ func loadClusterSources(ctx context.Context, cfg *config.Config, log hclog.Logge
 	return reg, src, nil
 }
 
+// allowedNative names the native plugins policy allows somewhere.
+func allowedNative(plugins []runtime.PluginInfo) []string {
+	var out []string
+	for _, p := range plugins {
+		if p.Allowed && p.Plugin != nil && p.Kind != discovery.KindWasm {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
 // valueOrigin is "file.toml:12: " for a key set in a file, else "".
 func valueOrigin(cfg *config.Config, key string) string {
 	if v := cfg.Values()[key]; v.Origin != "" {
@@ -264,7 +277,7 @@ func serve(cmd *cobra.Command) error {
 	if cfg.Server.Port != 0 {
 		m = metrics.New()
 	}
-	rt, err := buildRuntime(ctx, cfg, reg, log, true, m)
+	rt, noNative, err := buildRuntime(ctx, cfg, reg, log, true, m)
 	if err != nil {
 		return err
 	}
@@ -276,6 +289,11 @@ func serve(cmd *cobra.Command) error {
 	if cfg.Plugins.Enabled {
 		if _, err := rt.Discover(ctx); err != nil {
 			return fmt.Errorf("discover plugins: %w", err)
+		}
+		// Under "auto" a server that found no containerd would offer
+		// tools that never run; "wasm" says the operator knows.
+		if native := allowedNative(rt.Plugins()); noNative != nil && cfg.Sandbox.Backend == "auto" && len(native) > 0 {
+			return compose.Unservable(native, noNative)
 		}
 		go rt.RunDiscovery(ctx)
 	} else {

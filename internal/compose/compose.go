@@ -6,6 +6,7 @@ package compose
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,6 +50,9 @@ type Parts struct {
 	Wasm wasm.Config
 	// Installer installs plugins with krew; nil unless allow_install.
 	Installer *krew.Installer
+	// NoNative says why native plugins cannot run (no container sandbox
+	// under "auto", or backend "wasm"); nil when they can.
+	NoNative error
 }
 
 // Build makes the parts a configuration describes. It fails where serving
@@ -70,7 +74,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 		ccfg.WarmPool = 0
 	}
 	wcfg := WasmConfig(cfg, log)
-	backends, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, wcfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
+	backends, noNative, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, wcfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +99,7 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 		Container: ccfg,
 		Wasm:      wcfg,
 		Installer: installer,
+		NoNative:  noNative,
 	}, nil
 }
 
@@ -147,10 +152,13 @@ func Policy(cfg *config.Config) (*policy.Policy, error) {
 //     explicit choice;
 //   - "container": the container sandbox, or an error;
 //   - "auto": the container sandbox when containerd answers and the image
-//     exists; else native plugins are listed but never run;
+//     exists; else native plugins are listed but never run, and a server
+//     that would serve one refuses to start (Unservable);
 //   - "wasm": nothing; native plugins are listed but never run, and
 //     containerd is not asked (a server in an unprivileged pod).
-func Backends(ctx context.Context, choice string, ccfg container.Config, wcfg wasm.Config, pluginPATH string, log hclog.Logger) (sandbox.Backends, error) {
+//
+// noNative says why native plugins cannot run, nil when they can.
+func Backends(ctx context.Context, choice string, ccfg container.Config, wcfg wasm.Config, pluginPATH string, log hclog.Logger) (backends sandbox.Backends, noNative error, err error) {
 	var native sandbox.Backend
 	switch choice {
 	case "none":
@@ -162,23 +170,47 @@ func Backends(ctx context.Context, choice string, ccfg container.Config, wcfg wa
 		case err == nil:
 			native = b
 		case choice == "container":
-			return sandbox.Backends{}, fmt.Errorf("sandbox backend container: %w", err)
+			return sandbox.Backends{}, nil, fmt.Errorf("sandbox backend container: %w. %s", err, containerNeeds)
 		default:
+			noNative = fmt.Errorf("no container sandbox: %w", err)
 			log.Warn(`no container sandbox available, so native plugins are listed but do not run; set [sandbox] backend = "container" to require it`, "reason", err)
 		}
 	case "wasm":
+		noNative = errors.New(`[sandbox] backend is "wasm"`)
 		log.Info(`sandbox backend is "wasm": only WebAssembly plugins run; native plugins are listed but do not run`)
 	default:
-		return sandbox.Backends{}, fmt.Errorf("sandbox backend %q is not available", choice)
+		return sandbox.Backends{}, nil, fmt.Errorf("sandbox backend %q is not available", choice)
 	}
 	w, err := wasm.New(ctx, wcfg)
 	if err != nil {
 		if c, ok := native.(interface{ Close() error }); ok {
 			c.Close()
 		}
-		return sandbox.Backends{}, fmt.Errorf("sandbox backend wasm: %w", err)
+		return sandbox.Backends{}, nil, fmt.Errorf("sandbox backend wasm: %w", err)
 	}
-	return sandbox.Backends{Native: native, Wasm: w}, nil
+	return sandbox.Backends{Native: native, Wasm: w}, noNative, nil
+}
+
+// containerNeeds is what the container sandbox asks of the host, as the
+// README's "Which sandbox works where" says it.
+const containerNeeds = "The container sandbox needs a containerd the server can reach (containerd_address; `make run` starts a private one), " +
+	"root or the rights to create containers, cgroups and network namespaces through it, and the sandbox image (`make images`)"
+
+// Unservable is the start-up refusal of a server under backend "auto"
+// whose allowed plugins include native ones that nothing can sandbox:
+// serving them would offer tools that can never run. native names them;
+// why is Parts.NoNative.
+func Unservable(native []string, why error) error {
+	const most = 5
+	names := strings.Join(native, ", ")
+	if len(native) > most {
+		names = strings.Join(native[:most], ", ") + fmt.Sprintf(" and %d more", len(native)-most)
+	}
+	return fmt.Errorf("this configuration allows native plugins (%s) but cannot sandbox them: %w. %s. "+
+		`Or set [sandbox] backend = "wasm" to serve WebAssembly plugins only (native ones are then listed, not run), `+
+		"or allow only WebAssembly plugins (plugins.allowed_plugins), "+
+		`or set backend = "none" to run native plugins WITHOUT a sandbox. See "Which sandbox works where" in the README`,
+		names, why, containerNeeds)
 }
 
 // WasmConfig is the wasm sandbox a configuration describes.
