@@ -104,10 +104,12 @@ func (s *Server) execute(ctx context.Context, req mcp.CallToolRequest, plugin st
 	progressMu.Unlock()
 	switch {
 	case err != nil:
+		s.logRefusal(ctx, plugin, cluster, err)
 		return s.refusal(plugin, cluster, err)
 	case res == nil:
 		return s.refusal(plugin, cluster, errors.New("the runtime returned no result"))
 	}
+	s.logCall(ctx, res)
 	return s.resultOf(res)
 }
 

@@ -70,6 +70,8 @@ type Server struct {
 	mu     sync.Mutex            // guards the fields below
 	tools  map[string]toolDigest // tool name -> the digest of its definition as served, to tell changes
 	owners map[string]string     // plugin_* tool name -> the plugin it runs
+
+	clientLogs *clientLogs // which sessions asked for log notifications
 }
 
 // New builds a Server, registers its tools and follows the runtime's
@@ -96,7 +98,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{rt: opts.Runtime, log: log, version: version, tools: map[string]toolDigest{},
 		resultSchema: schema, calls: newInflight(), stopped: make(chan struct{}),
-		guard: g, bodyReadTimeout: bodyReadTimeout, metrics: opts.Metrics}
+		guard: g, bodyReadTimeout: bodyReadTimeout, metrics: opts.Metrics,
+		clientLogs: &clientLogs{asked: map[string]bool{}}}
 	if opts.Clusters != nil {
 		s.fixed = &fixedClusters{names: append([]string{}, opts.Clusters...), def: opts.DefaultCluster}
 	}
@@ -107,7 +110,11 @@ func New(opts Options) (*Server, error) {
 		server.WithToolHandlerMiddleware(s.trackHandler),
 		server.WithInstructions(s.instructions()),
 		server.WithTitle("Kubernetes MCP server: kubectl plugins"),
+		server.WithLogging(),
+		server.WithHooks(s.clientLogs.hooks()),
+		server.WithResourceCapabilities(false, false),
 	)
+	s.addResources()
 	s.SyncTools()
 	opts.Runtime.Subscribe(func([]discovery.Event) { s.SyncTools() })
 	// The descriptions name the clusters: a change of them is a change of

@@ -103,3 +103,35 @@ func isContainer(b sandbox.Backend) bool {
 	_, ok := b.(*container.Backend)
 	return ok
 }
+
+// ProfileSet is what every plugin policy allows gets on one cluster, and
+// which plugins get nothing and why: the auditor's one document
+// (`profile show --all`, and the MCP resource of the profiles).
+type ProfileSet struct {
+	Profiles   []*SandboxProfile `json:"profiles"`
+	NotAllowed []NotAllowed      `json:"not_allowed"`
+}
+
+// NotAllowed is a plugin discovery found that policy lets run nowhere.
+type NotAllowed struct {
+	Plugin string `json:"plugin"`
+	Reason string `json:"reason"`
+}
+
+// Profiles is the ProfileSet of the plugins as discovered now, on
+// cluster ("" is the default cluster).
+func (r *Runtime) Profiles(ctx context.Context, cluster string) (*ProfileSet, error) {
+	set := &ProfileSet{Profiles: []*SandboxProfile{}, NotAllowed: []NotAllowed{}}
+	for _, info := range r.Plugins() {
+		if !info.Allowed {
+			set.NotAllowed = append(set.NotAllowed, NotAllowed{Plugin: info.Name, Reason: info.PolicyReason})
+			continue
+		}
+		p, err := r.Profile(ctx, info.Name, cluster)
+		if err != nil {
+			return nil, fmt.Errorf("profile of %s: %w", info.Name, err)
+		}
+		set.Profiles = append(set.Profiles, p)
+	}
+	return set, nil
+}

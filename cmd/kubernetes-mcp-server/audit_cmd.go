@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
 
 func newAuditCommand() *cobra.Command {
@@ -37,56 +34,23 @@ as they are written, until interrupted.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Audit.File == "" {
-				return errors.New("no audit file is configured: set [audit] file (env PLUGINS_AUDIT_FILE)")
-			}
 			if lines < 0 {
 				return fmt.Errorf("-n must be 0 or more, not %d", lines)
 			}
-			f, err := os.Open(cfg.Audit.File)
+			a, err := runtime.OpenAuditFile(cfg.Audit.File, callID)
 			if err != nil {
-				return fmt.Errorf("audit file: %w", err)
+				return err
 			}
-			defer f.Close()
-			keep := func(line []byte) bool {
-				if callID == "" {
-					return true
-				}
-				var rec struct {
-					CallID string `json:"call_id"`
-				}
-				return json.Unmarshal(line, &rec) == nil && rec.CallID == callID
-			}
+			defer a.Close()
 			out := cmd.OutOrStdout()
-			r := bufio.NewReaderSize(f, 64<<10)
 			var last [][]byte
-			var partial []byte
-			// readLines returns whole lines only: the server appends each
-			// record in one write, but a reader may see it half-way.
-			readLines := func(each func([]byte)) error {
-				for {
-					chunk, err := r.ReadBytes('\n')
-					partial = append(partial, chunk...)
-					if err == io.EOF {
-						return nil
-					}
-					if err != nil {
-						return err
-					}
-					line := bytes.TrimSpace(partial)
-					partial = nil
-					if len(line) > 0 && keep(line) {
-						each(line)
-					}
-				}
-			}
-			if err := readLines(func(line []byte) {
+			if err := a.Read(func(line []byte) {
 				last = append(last, bytes.Clone(line))
 				if lines > 0 && len(last) > lines {
 					last = last[1:]
 				}
 			}); err != nil {
-				return fmt.Errorf("audit file: %w", err)
+				return err
 			}
 			for _, line := range last {
 				fmt.Fprintf(out, "%s\n", line)
@@ -102,8 +66,8 @@ as they are written, until interrupted.`,
 					return nil
 				case <-tick.C:
 				}
-				if err := readLines(func(line []byte) { fmt.Fprintf(out, "%s\n", line) }); err != nil {
-					return fmt.Errorf("audit file: %w", err)
+				if err := a.Read(func(line []byte) { fmt.Fprintf(out, "%s\n", line) }); err != nil {
+					return err
 				}
 			}
 		},

@@ -5,21 +5,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
 )
-
-// allProfiles is `profile show --all`: what every allowed plugin's call
-// gets, and which plugins get nothing and why.
-type allProfiles struct {
-	Profiles   []*runtime.SandboxProfile `json:"profiles"`
-	NotAllowed []notAllowed              `json:"not_allowed"`
-}
-
-type notAllowed struct {
-	Plugin string `json:"plugin"`
-	Reason string `json:"reason"`
-}
 
 func newProfileCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -56,19 +42,11 @@ plugins it does not, each with the reason.`,
 			}
 			defer rt.Close()
 			if all {
-				doc := allProfiles{Profiles: []*runtime.SandboxProfile{}, NotAllowed: []notAllowed{}}
-				for _, info := range rt.Plugins() {
-					if !info.Allowed {
-						doc.NotAllowed = append(doc.NotAllowed, notAllowed{Plugin: info.Name, Reason: info.PolicyReason})
-						continue
-					}
-					p, err := rt.Profile(cmd.Context(), info.Name, cluster)
-					if err != nil {
-						return fmt.Errorf("profile of %s: %w", info.Name, err)
-					}
-					doc.Profiles = append(doc.Profiles, p)
+				set, err := rt.Profiles(cmd.Context(), cluster)
+				if err != nil {
+					return err
 				}
-				return writeJSON(cmd.OutOrStdout(), doc)
+				return writeJSON(cmd.OutOrStdout(), set)
 			}
 			p, err := rt.Profile(cmd.Context(), args[0], cluster)
 			if err != nil {
