@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/kubernetes-mcp-server
 ARGS     ?=
 
-.PHONY: all build run test test-deps images examples vet staticcheck fmt-check clean bench fuzz security-report
+.PHONY: all build run test test-deps images examples vet staticcheck fmt-check clean bench fuzz security-report container-image
 
 all: build
 
@@ -31,6 +31,12 @@ test-deps:
 # Builds the plugin sandbox's root filesystem (cached; prints its path).
 images:
 	hack/build-image.sh
+
+# Builds the container image of the Dockerfile with podman, offline, from
+# local Debian base images (cached by content; prints its name and tags it
+# localhost/kubernetes-mcp-server:latest). See hack/build-container-image.sh.
+container-image:
+	hack/build-container-image.sh
 
 # Installs what the tests need, then runs every test against real parts,
 # then fuzzes a little (`make fuzz`).

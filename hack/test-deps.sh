@@ -9,7 +9,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 "$top/hack/install-packages.sh" test-deps git=git etcd=etcd-server containerd=containerd ctr=containerd runc=runc runsc=runsc \
 	busybox=busybox-static kubectx=kubectx mmdebstrap=mmdebstrap nsenter=util-linux pgrep=procps pkill=procps \
-	/usr/bin/rustc=rustc /usr/lib/rustlib/wasm32-wasi/lib=libstd-rust-dev-wasm32 wasm-ld=lld
+	/usr/bin/rustc=rustc /usr/lib/rustlib/wasm32-wasi/lib=libstd-rust-dev-wasm32 wasm-ld=lld \
+	podman=podman podman-compose=podman-compose docker-compose=docker-compose
 # Debian's packages may start services; the tests run their own on private sockets.
 "$top/hack/build-kube-apiserver.sh" >/dev/null
 "$top/hack/build-plugins.sh" >/dev/null
