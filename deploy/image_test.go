@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
 // mcpUser is the uid and gid the image runs as.
@@ -219,16 +221,6 @@ func getHealth(t *testing.T, base, token string) health {
 	return h
 }
 
-type headerTransport map[string]string
-
-func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range h {
-		r.Header.Set(k, v)
-	}
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 // connect opens an MCP session (streamable HTTP, the official Go SDK's
 // client) with the bearer token.
 func connect(t *testing.T, base, token string) *mcp.ClientSession {
@@ -236,7 +228,7 @@ func connect(t *testing.T, base, token string) *mcp.ClientSession {
 	client := mcp.NewClient(&mcp.Implementation{Name: "deploy-test", Version: "1"}, nil)
 	transport := &mcp.StreamableClientTransport{
 		Endpoint:   base + "/mcp",
-		HTTPClient: &http.Client{Transport: headerTransport{"Authorization": "Bearer " + token}},
+		HTTPClient: &http.Client{Transport: testenv.HeaderTransport{"Authorization": "Bearer " + token}},
 	}
 	cs, err := client.Connect(context.Background(), transport, nil)
 	if err != nil {

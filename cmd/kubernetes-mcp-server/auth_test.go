@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
 // httpConfig is a configuration that serves no plugins and asks no
@@ -238,7 +240,7 @@ func TestTokenAuthThroughTheBinary(t *testing.T) {
 	if strings.Contains(log(), "UNAUTHENTICATED") {
 		t.Errorf("warns though a token is required:\n%s", log())
 	}
-	withToken := &http.Client{Transport: headerTransport{"Authorization": "Bearer " + authToken}}
+	withToken := &http.Client{Transport: testenv.HeaderTransport{"Authorization": "Bearer " + authToken}}
 	for name, transport := range map[string]mcp.Transport{
 		"streamable": &mcp.StreamableClientTransport{Endpoint: base + "/mcp", HTTPClient: withToken},
 		"sse":        &mcp.SSEClientTransport{Endpoint: base + "/sse", HTTPClient: withToken},
@@ -271,14 +273,4 @@ func TestTokenAuthThroughTheBinary(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d and %q", tt.name, status, m, tt.status, tt.want)
 		}
 	}
-}
-
-type headerTransport map[string]string
-
-func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range h {
-		r.Header.Set(k, v)
-	}
-	return http.DefaultTransport.RoundTrip(r)
 }

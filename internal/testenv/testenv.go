@@ -5,6 +5,7 @@ package testenv
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -178,4 +179,17 @@ func waitFor(p *Process, timeout time.Duration, ready func() error) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return p.failure(fmt.Sprintf("was not ready after %s: %v", timeout, last))
+}
+
+// HeaderTransport sets its headers on every request, for an HTTP client
+// that must send credentials (say, a bearer token) with each.
+type HeaderTransport map[string]string
+
+// RoundTrip sends r with the headers set, through http.DefaultTransport.
+func (h HeaderTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h {
+		r.Header.Set(k, v)
+	}
+	return http.DefaultTransport.RoundTrip(r)
 }
