@@ -1,5 +1,7 @@
 package main
 
+//lint:file-ignore SA1019 MCP logging is deprecated by 2026-07-28 (SEP-2577) but still part of both revisions served; these tests check it.
+
 import (
 	"context"
 	"encoding/json"
