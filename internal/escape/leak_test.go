@@ -146,8 +146,11 @@ func TestNoLeaksAfter1000MixedCalls(t *testing.T) {
 	for _, tr := range tiers {
 		h, s := newHarnessWith(t, tr, tg, "", time.Minute, ""), newHarnessWith(t, tr, tg, "", time.Second, "-short")
 		for _, h := range []*harness{h, s} {
-			// One call each first: lazily made connections and caches are not leaks.
-			if res, err := h.rt.Execute(context.Background(), runtime.Call{Plugin: "hostile", Args: []string{"http", "GET", "/api/v1/namespaces/" + ns + "/pods"}}); err != nil || res.Status != runtime.StatusOK {
+			// One call each first: lazily made connections and caches are not
+			// leaks. On a loaded machine the short runtime's 1 s may end its
+			// warm-up call as a timeout, which warms it just the same.
+			res, err := h.rt.Execute(context.Background(), runtime.Call{Plugin: "hostile", Args: []string{"http", "GET", "/api/v1/namespaces/" + ns + "/pods"}})
+			if err != nil || res.Status != runtime.StatusOK && !(h == s && res.Status == runtime.StatusTimeout) {
 				t.Fatalf("%s: warm-up call: %v %+v", tr.name, err, res)
 			}
 			namespaces = append(namespaces, h.namespace)
