@@ -63,7 +63,7 @@ func (s *Server) logToClient(ctx context.Context, level mcp.LoggingLevel, data m
 		return
 	}
 	if err := s.mcp.SendLogMessageToClient(ctx, mcp.NewLoggingMessageNotification(level, loggerName, data)); err != nil {
-		s.log.Warn("log notification not sent", "error", err)
+		s.log.Debug("log notification not sent", "error", err)
 	}
 }
 
@@ -71,6 +71,9 @@ func (s *Server) logToClient(ctx context.Context, level mcp.LoggingLevel, data m
 // request the gateway denied, the part of a call an agent most needs to
 // hear about.
 func (s *Server) logCall(ctx context.Context, res *runtime.Result) {
+	if !s.clientLogs.wants(ctx) { // most clients: skip building messages
+		return
+	}
 	level := mcp.LoggingLevelInfo
 	if res.Status != runtime.StatusOK {
 		level = mcp.LoggingLevelWarning
