@@ -109,12 +109,7 @@ func readHead(c net.Conn) bool {
 // to the cluster and no goroutine more than before, served on a listener
 // or in process.
 func TestAGatewayOverAFaultyClusterAnswersAndLeaksNothing(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "https://" + l.Addr().String()
-	l.Close()
+	down := "https://" + testenv.RefusedAddr(t)
 	faults := map[string]*testenv.FaultServer{
 		"notls": testenv.StartFault(t, false, func(c net.Conn) { io.WriteString(c, "\x00\x01\x02garbage, not TLS\r\n") }),
 		"garbage": testenv.StartFault(t, true, func(c net.Conn) {

@@ -17,6 +17,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 )
 
 // newInProcess is a gateway used through Handler, never served.
@@ -31,14 +33,9 @@ func newInProcess(t *testing.T, upstream *rest.Config, decide Decider) (*Gateway
 	return g, audit
 }
 
-// nowhere is an upstream that does not answer: a port nobody listens on.
+// nowhere is an upstream that does not answer: a port that refuses.
 func nowhere(t *testing.T) *rest.Config {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.RefusedAddr(t)
 	return &rest.Config{Host: "https://" + addr, BearerToken: "secret-token", TLSClientConfig: rest.TLSClientConfig{Insecure: true}}
 }
 

@@ -69,13 +69,8 @@ type faults struct {
 func startFaults(t *testing.T, e *env) *faults {
 	t.Helper()
 	f := &faults{dir: t.TempDir(), servers: map[string]*testenv.FaultServer{}}
-	// A closed port: nothing listens.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := "https://" + l.Addr().String()
-	l.Close()
+	// A port where every connection is refused.
+	down := "https://" + testenv.RefusedAddr(t)
 	// Accepts, shakes hands, then never answers.
 	f.servers["stall"] = testenv.StartFault(t, true, func(c net.Conn) { io.Copy(io.Discard, c) })
 	// Answers with headers and the start of a body, then stalls.

@@ -20,6 +20,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// RefusedAddr returns a loopback address where every connection is
+// refused, held so until the test ends. A socket bound but never
+// listening reserves its port: the port of a listener that was closed
+// again can be taken by any other test of a busy machine, and a dial to
+// it then waits instead of failing.
+func RefusedAddr(t testing.TB) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("refused address: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("refused address: bind: %v", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("refused address: %v", err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+}
+
 // FaultServer is an upstream "cluster" that misbehaves in one way: the
 // fault under test. It counts the connections it still holds open.
 type FaultServer struct {
