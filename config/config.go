@@ -146,6 +146,21 @@ type Sandbox struct {
 	// WarmPool is how many containers per plugin are created ahead of its
 	// calls, each for one call; 0 makes each when its call comes.
 	WarmPool int
+	// The kubernetes backend's sandbox cluster: kubeconfig and context
+	// ("" for the server's in-cluster configuration), the namespace of its
+	// Pods, their image and how it is pulled, an optional RuntimeClass
+	// and node, where the server listens for the Pods' gateways and the
+	// address the Pods dial, and how long a Pod may take to run.
+	KubernetesKubeconfig      string
+	KubernetesContext         string
+	KubernetesNamespace       string
+	KubernetesImage           string
+	KubernetesImagePullPolicy string
+	KubernetesRuntimeClass    string
+	KubernetesNodeName        string
+	KubernetesGatewayListen   string
+	KubernetesGatewayHost     string
+	KubernetesStartTimeout    time.Duration
 	// WasmMemoryMiB bounds the linear memory of one WebAssembly guest.
 	WasmMemoryMiB int
 	// WasmCacheDir keeps compiled modules; "" is the user's cache folder.

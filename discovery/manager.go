@@ -351,6 +351,7 @@ func (m *Manager) runHelp(ctx context.Context, backend sandbox.Backend, p *Plugi
 	res, err := backend.Run(runCtx, sandbox.Spec{
 		ID:     "help",
 		Plugin: p.ResolvedPath,
+		SHA256: p.SHA256,
 		Args:   []string{"--help"},
 		// No Kubeconfig: help needs no cluster and gets none.
 		Env:    []string{"LANG=C.UTF-8"},

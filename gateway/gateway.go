@@ -3,6 +3,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -84,6 +85,9 @@ const (
 	RuleTooLarge   = "gateway.too_large"   // body or headers over the limits
 	RuleClosed     = "gateway.closed"      // the gateway was closing
 	RuleNoUpgrade  = "gateway.no_upgrade"  // the connection cannot be upgraded
+	// RuleCapability is for a request over the network without the call's
+	// capability (see Config.Capability).
+	RuleCapability = "gateway.capability"
 	// RuleAuditUnavailable is for an allowed request that was not
 	// forwarded because its audit record could not be written.
 	RuleAuditUnavailable = "gateway.audit_unavailable"
@@ -112,6 +116,13 @@ type Config struct {
 	// forwarded; an error means its record could not be written, and the
 	// request is refused (503, rule gateway.audit_unavailable) instead.
 	AuditReady func() error
+	// Capability, when set, is the bearer token every request served on a
+	// listener (Serve) must carry: the call's own, for sandboxes that reach
+	// their gateway over a network others share (a cluster's pod network).
+	// Kubeconfig puts it in the plugin's kubeconfig; it opens this gateway
+	// only, for as long as it serves, and never reaches the cluster.
+	// Handler, in process, does not ask for it.
+	Capability string
 	Logger     hclog.Logger
 }
 
@@ -264,6 +275,7 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 func (g *Gateway) Serve(l net.Listener) error {
 	srv := &http.Server{
 		Handler:           g.handler,
+		BaseContext:       func(net.Listener) context.Context { return context.WithValue(context.Background(), servedKey{}, true) },
 		TLSConfig:         g.TLSConfig(),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -344,6 +356,12 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.inflight.Done()
 
 	var body *countingReader
+	if !g.capable(r) {
+		rec.Rule, rec.Reason = RuleCapability, "the request does not carry this call's capability"
+		writeStatus(rw, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, rec.Reason, nil)
+		g.finish(&rec, rw, nil, start)
+		return
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler && !rw.wrote() {
@@ -536,6 +554,19 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		}
 	}
 	writeStatus(w, http.StatusBadGateway, metav1.StatusReasonServiceUnavailable, msg, nil)
+}
+
+// servedKey marks the context of a request that came in on a listener.
+type servedKey struct{}
+
+// capable reports whether r may be served: it came in process, or the
+// gateway asks for no capability, or r carries the capability.
+func (g *Gateway) capable(r *http.Request) bool {
+	if g.cfg.Capability == "" || r.Context().Value(servedKey{}) == nil {
+		return true
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(token), []byte(g.cfg.Capability)) == 1
 }
 
 // checkRequest returns why r cannot be forwarded, or "".

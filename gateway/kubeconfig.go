@@ -9,8 +9,10 @@ import (
 
 // Kubeconfig returns the kubeconfig for the sandbox: one cluster, named as
 // Config.Cluster, at https://addr (addr is host:port, or a URL) trusting
-// only CAPEM, one context, and an empty user. It holds no secret at all:
-// the gateway adds the credentials. When addr's host is not one the serving
+// only CAPEM, one context, and a user that holds no credential of the
+// cluster's: the gateway adds those. Its one token, where the gateway asks
+// for one, is the call's capability (Config.Capability), which opens this
+// gateway and nothing else. When addr's host is not one the serving
 // certificate names, the cluster verifies the gateway as ServerName.
 func (g *Gateway) Kubeconfig(addr string) *clientcmdapi.Config {
 	server := addr
@@ -29,7 +31,12 @@ func (g *Gateway) Kubeconfig(addr string) *clientcmdapi.Config {
 	cfg.Clusters[name] = cluster
 	// A user name alone is no credential, but without any identity kubectl
 	// stops to prompt for one; the gateway drops what the client sends.
+	// The capability, where the gateway asks for one, opens this gateway
+	// only: it is not the cluster's credential.
 	cfg.AuthInfos["plugin"] = &clientcmdapi.AuthInfo{Username: "plugin"}
+	if g.cfg.Capability != "" {
+		cfg.AuthInfos["plugin"] = &clientcmdapi.AuthInfo{Token: g.cfg.Capability}
+	}
 	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: "plugin"}
 	cfg.CurrentContext = name
 	return cfg

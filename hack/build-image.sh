@@ -8,14 +8,16 @@
 # machine's apt uses), a static kubectl built from the Go module proxy
 # (images/kubectl) at /usr/local/bin/kubectl, the containers' first program
 # kmcp-launch (sandbox/container/internal/launcher) at
-# /usr/local/libexec/kmcp-launch, and empty mount points /plugin, /run/kube
+# /usr/local/libexec/kmcp-launch, the pods' kmcp-pod
+# (sandbox/kubernetes/internal/podlauncher) at /usr/local/libexec/kmcp-pod,
+# and empty mount points /plugin, /run/kube
 # and /run/launch. The package list with versions is in
 # /etc/kmcp-image-manifest, with the sha256 of kmcp-launch's source.
 #
 # Keep version and kubectl_version in step with images/images.go.
 set -euo pipefail
 # Bump to rebuild the image on every machine after changing what goes into it.
-version=2
+version=3
 kubectl_version=v1.37.2
 # Fixed timestamps make the tree reproducible (2025-05-20T00:00:00Z).
 epoch=1747699200
@@ -70,6 +72,11 @@ launcher_src=$top/sandbox/container/internal/launcher
 launcher=$(mktemp "$cache/bin/.kmcp-launch.XXXXXX")
 trap 'rm -f "$launcher"' EXIT
 (cd "$top" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$launcher" ./sandbox/container/internal/launcher)
+# kmcp-pod, the first program of the kubernetes backend's pods, the same way.
+podlauncher_src=("$top/sandbox/kubernetes/internal/podlauncher/main.go" "$top/sandbox/kubernetes/internal/launch/launch.go")
+podlauncher=$(mktemp "$cache/bin/.kmcp-pod.XXXXXX")
+trap 'rm -f "$launcher" "$podlauncher"' EXIT
+(cd "$top" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$podlauncher" ./sandbox/kubernetes/internal/podlauncher)
 
 if ! command -v mmdebstrap >/dev/null 2>&1; then
 	echo "build-image: installing mmdebstrap" >&2
@@ -82,7 +89,7 @@ source "$top/hack/debian-sources.sh"
 echo "build-image: building $out (once per machine and image version)..." >&2
 start=$SECONDS
 tmp=$(mktemp -d "$images/.tmp.XXXXXX")
-trap 'rm -rf --one-file-system "$tmp" || true; rm -f "$launcher"' EXIT
+trap 'rm -rf --one-file-system "$tmp" || true; rm -f "$launcher" "$podlauncher"' EXIT
 debian_sources >"$tmp/sources.list"
 if [[ ! -s $tmp/sources.list ]]; then
 	echo "deb http://deb.debian.org/debian $suite main" >"$tmp/sources.list"
@@ -104,6 +111,7 @@ SOURCE_DATE_EPOCH=$epoch mmdebstrap --quiet --variant=essential --include="$pack
 
 install -D -m 0755 "$kubectl" "$root/usr/local/bin/kubectl"
 install -D -m 0755 "$launcher" "$root/usr/local/libexec/kmcp-launch"
+install -D -m 0755 "$podlauncher" "$root/usr/local/libexec/kmcp-pod"
 # Mount points: the plugin file goes in /plugin, the kubeconfig in /run/kube,
 # the call's argv and environment in /run/launch, a tmpfs over /tmp
 # (HOME=/tmp). The root is read-only, so they must exist.
@@ -130,6 +138,7 @@ fi
 	sed 's/^/# source: /' "$tmp/sources.list"
 	echo "# kubectl $kubectl_version sha256 $(sha256sum <"$kubectl" | cut -d' ' -f1)"
 	echo "# kmcp-launch source sha256 $(sha256sum <"$launcher_src/main.go" | cut -d' ' -f1)"
+	echo "# kmcp-pod source sha256 $(cat "${podlauncher_src[@]}" | sha256sum | cut -d' ' -f1)"
 	dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package} ${Version} ${Architecture}\n' | LC_ALL=C sort
 } >"$root/$manifest"
 # Same timestamps every build (mmdebstrap does this only for its tarballs).

@@ -272,18 +272,11 @@ func TestManifest(t *testing.T) {
 	}
 }
 
-// The image's launcher is built from the source in this tree: a change to
-// it without a version bump would leave machines on the old one.
+// The image's launchers are built from the sources in this tree: a change
+// to one without a version bump would leave machines on the old one.
 func TestLauncherIsCurrent(t *testing.T) {
 	root := rootfs(t)
-	if fi, err := os.Stat(filepath.Join(root, "usr/local/libexec/kmcp-launch")); err != nil || fi.Mode().Perm() != 0o755 {
-		t.Fatalf("kmcp-launch in the image: %v %v", fi, err)
-	}
 	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.ReadFile(filepath.Join(repo, "sandbox/container/internal/launcher/main.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,8 +284,27 @@ func TestLauncherIsCurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("# kmcp-launch source sha256 %x\n", sha256.Sum256(src))
-	if !strings.Contains(string(manifest), want) {
-		t.Errorf("the image's kmcp-launch was built from another source than sandbox/container/internal/launcher/main.go: bump version in hack/build-image.sh and images.go")
+	for _, l := range []struct {
+		name    string
+		sources []string // hashed as one, in this order
+	}{
+		{"kmcp-launch", []string{"sandbox/container/internal/launcher/main.go"}},
+		{"kmcp-pod", []string{"sandbox/kubernetes/internal/podlauncher/main.go", "sandbox/kubernetes/internal/launch/launch.go"}},
+	} {
+		if fi, err := os.Stat(filepath.Join(root, "usr/local/libexec", l.name)); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Fatalf("%s in the image: %v %v", l.name, fi, err)
+		}
+		h := sha256.New()
+		for _, src := range l.sources {
+			data, err := os.ReadFile(filepath.Join(repo, src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Write(data)
+		}
+		want := fmt.Sprintf("# %s source sha256 %x\n", l.name, h.Sum(nil))
+		if !strings.Contains(string(manifest), want) {
+			t.Errorf("the image's %s was built from other sources than %v: bump version in hack/build-image.sh and images.go", l.name, l.sources)
+		}
 	}
 }

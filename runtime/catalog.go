@@ -16,6 +16,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/kubernetes"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
 )
 
@@ -57,6 +58,9 @@ type Options struct {
 	Container container.Config
 	// Wasm is the wasm sandbox's configuration, for Profile.
 	Wasm wasm.Config
+	// Kubernetes is the kubernetes sandbox's configuration, for Profile:
+	// under backend "kubernetes" it prints the Pod a call gets.
+	Kubernetes kubernetes.Config
 	// Installer installs plugins with krew; nil turns installs off.
 	Installer *krew.Installer
 	// Metrics count calls, requests, installs and discoveries; nil counts
@@ -72,6 +76,7 @@ type Runtime struct {
 	backends  sandbox.Backends
 	container container.Config
 	wasm      wasm.Config
+	kube      kubernetes.Config
 	discovery *discovery.Manager
 	clusters  *clusters.Registry
 	slots     *slots
@@ -129,7 +134,7 @@ func New(cfg *config.Config, opts Options) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{cfg: cfg, log: log, policy: opts.Policy, backends: opts.Backends, container: opts.Container, wasm: opts.Wasm,
+	r := &Runtime{cfg: cfg, log: log, policy: opts.Policy, backends: opts.Backends, container: opts.Container, wasm: opts.Wasm, kube: opts.Kubernetes,
 		stats: map[string]*usage{}, clusters: reg, audit: audit, installer: opts.Installer, metrics: opts.Metrics,
 		slots: newSlots(cfg.Plugins.MaxConcurrent, cfg.Plugins.MaxQueue, opts.Metrics.Waiting)}
 	r.base, r.cancelCalls = context.WithCancelCause(context.Background())

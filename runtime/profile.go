@@ -5,11 +5,14 @@ import (
 	"fmt"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/kubernetes"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
 )
 
@@ -35,6 +38,19 @@ type SandboxProfile struct {
 	Launch *container.Launch `json:"launch,omitempty"`
 	// Wasm is what a WebAssembly plugin's guest runs with.
 	Wasm *wasm.Settings `json:"wasm,omitempty"`
+	// Pod and NetworkPolicy are what the kubernetes backend creates for a
+	// call, and PodLaunch what its kmcp-pod runs (the plugin's bytes and
+	// the call's kubeconfig follow on stdin).
+	Pod           *corev1.Pod                 `json:"pod,omitempty"`
+	NetworkPolicy *networkingv1.NetworkPolicy `json:"network_policy,omitempty"`
+	PodLaunch     *launchHeader               `json:"pod_launch,omitempty"`
+}
+
+// launchHeader is what a sandbox Pod's kmcp-pod runs.
+type launchHeader struct {
+	Argv   []string `json:"argv"`
+	Env    []string `json:"env"`
+	SHA256 string   `json:"sha256"`
 }
 
 // ProfileCallID stands for the call id a real call would have.
@@ -74,6 +90,19 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 		}
 		return out, nil
 	}
+	if isKubernetes(b) {
+		kcfg := r.kube
+		call := kcfg.CallFor(ProfileCallID, ProfileCallID, p.ResolvedPath, []string{"ARGS"}, pluginEnv, clusterName != "", 0,
+			r.cfg.Plugins.ExecutionTimeout+kubernetes.DeadlineMargin)
+		objs := kcfg.Objects(call)
+		out.Pod, out.NetworkPolicy = objs.Pod, objs.NetworkPolicy
+		h := kcfg.Launch(call, p.SHA256)
+		out.PodLaunch = &launchHeader{Argv: h.Argv, Env: h.Env, SHA256: h.SHA256}
+		for _, o := range kcfg.Profile(call) {
+			out.Options = append(out.Options, o.Name)
+		}
+		return out, nil
+	}
 	cfg := r.container
 	call := cfg.CallFor(ProfileCallID, p.ResolvedPath, []string{"ARGS"}, pluginEnv, clusterName != "")
 	spec, err := container.Spec(ctx, cfg.Namespace, call)
@@ -95,6 +124,12 @@ func (r *Runtime) Profile(ctx context.Context, plugin, cluster string) (*Sandbox
 		out.Options = append(out.Options, o.Name)
 	}
 	return out, nil
+}
+
+// isKubernetes reports whether b is the kubernetes sandbox.
+func isKubernetes(b sandbox.Backend) bool {
+	_, ok := b.(*kubernetes.Backend)
+	return ok
 }
 
 // isContainer reports whether b is the container sandbox, whose profile

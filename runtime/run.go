@@ -103,6 +103,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	spec := sandbox.Spec{
 		ID:       res.CallID,
 		Plugin:   path,
+		SHA256:   plugin.SHA256,
 		Args:     call.Args,
 		Env:      pluginEnv,
 		Stdout:   stdout,
@@ -112,7 +113,7 @@ func (r *Runtime) execute(ctx context.Context, call Call) (*Result, error) {
 	var gw *gateway.Gateway
 	var records recordList
 	if cluster != nil {
-		gw, err = r.gatewayFor(res.CallID, plugin.Name, cluster, &records)
+		gw, err = r.gatewayFor(res.CallID, plugin.Name, cluster, &records, sharedNetwork(backend))
 		if err != nil {
 			return nil, fmt.Errorf("start the API gateway of call %s: %w", res.CallID, err)
 		}
@@ -287,12 +288,19 @@ func copyHashed(src, dst string) (string, error) {
 // gatewayFor starts the call's API gateway: it holds the cluster's
 // credentials, decides every request against the request policy, and
 // audits each one.
-func (r *Runtime) gatewayFor(callID, plugin string, cluster *clusters.Cluster, records *recordList) (*gateway.Gateway, error) {
+func (r *Runtime) gatewayFor(callID, plugin string, cluster *clusters.Cluster, records *recordList, withCapability bool) (*gateway.Gateway, error) {
+	var capability string
+	if withCapability {
+		b := make([]byte, 32)
+		rand.Read(b)
+		capability = hex.EncodeToString(b)
+	}
 	return gateway.New(gateway.Config{
-		CallID:   callID,
-		Plugin:   plugin,
-		Cluster:  cluster.Name,
-		Upstream: cluster.REST,
+		CallID:     callID,
+		Capability: capability,
+		Plugin:     plugin,
+		Cluster:    cluster.Name,
+		Upstream:   cluster.REST,
 		Decide: func(req gateway.Request) gateway.Decision {
 			return r.policy.DecideRequest(plugin, cluster.Name, req)
 		},
@@ -440,6 +448,13 @@ func join(a, b string) string {
 		return b
 	}
 	return a + "; " + b
+}
+
+// sharedNetwork reports whether b's plugins reach their gateway over a
+// network others share, so the gateway must ask for the call's capability.
+func sharedNetwork(b sandbox.Backend) bool {
+	s, ok := b.(sandbox.SharedNetwork)
+	return ok && s.SharedNetwork()
 }
 
 func newCallID() string {

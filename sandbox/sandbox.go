@@ -33,6 +33,13 @@ type Preparer interface {
 	Forget(plugin string)
 }
 
+// SharedNetwork is a Backend whose plugins reach their gateway over a
+// network others share (a cluster's pod network): each call's gateway
+// then asks for the call's own capability, which the kubeconfig carries.
+type SharedNetwork interface {
+	SharedNetwork() bool
+}
+
 // Backends are the sandbox backends of one server, by the kind of plugin
 // they run. A nil field means plugins of that kind are listed but never
 // run, not even for --help.
@@ -69,6 +76,9 @@ type Spec struct {
 	ID string
 	// Plugin is the resolved path of the plugin file.
 	Plugin string
+	// SHA256 is the hex sha256 of the plugin file as discovery verified it:
+	// a backend that sends the file elsewhere checks there what arrived.
+	SHA256 string
 	// Args are the arguments after the program name.
 	Args []string
 	// Env holds extra variables, KEY=VALUE. Each backend sets PATH, HOME,

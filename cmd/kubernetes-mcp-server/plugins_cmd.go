@@ -81,7 +81,7 @@ func buildRuntime(ctx context.Context, cfg *config.Config, reg *clusters.Registr
 		return nil, nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	rt, err = runtime.New(cfg, runtime.Options{
-		Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Wasm: parts.Wasm,
+		Policy: parts.Policy, Backends: parts.Backends, Dirs: parts.Dirs, Container: parts.Container, Wasm: parts.Wasm, Kubernetes: parts.Kubernetes,
 		Installer: parts.Installer, Metrics: m, Logger: log, CacheFile: compose.DefaultCacheFile(), Clusters: reg,
 	})
 	if err != nil {

@@ -14,6 +14,9 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/config"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
@@ -22,6 +25,7 @@ import (
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/policy"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/kubernetes"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/wasm"
 )
 
@@ -48,6 +52,9 @@ type Parts struct {
 	Container container.Config
 	// Wasm is the wasm sandbox's configuration, for `profile show`.
 	Wasm wasm.Config
+	// Kubernetes is the kubernetes sandbox's configuration, for `profile
+	// show`; its REST is nil unless backend is "kubernetes".
+	Kubernetes kubernetes.Config
 	// Installer installs plugins with krew; nil unless allow_install.
 	Installer *krew.Installer
 	// NoNative says why native plugins cannot run (no container sandbox
@@ -74,7 +81,16 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 		ccfg.WarmPool = 0
 	}
 	wcfg := WasmConfig(cfg, log)
-	backends, noNative, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, wcfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
+	kcfg := KubernetesConfig(cfg, log)
+	kcfg.Sweep = env.Server
+	if cfg.Sandbox.Backend == "kubernetes" {
+		rest, err := SandboxCluster(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox backend kubernetes: %w", err)
+		}
+		kcfg.REST = rest
+	}
+	backends, noNative, err := Backends(ctx, cfg.Sandbox.Backend, ccfg, kcfg, wcfg, pluginPath(cfg.Plugins.KubectlPath, env.PathEnv), log)
 	if err != nil {
 		return nil, err
 	}
@@ -93,13 +109,14 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 		}
 	}
 	return &Parts{
-		Policy:    pol,
-		Backends:  backends,
-		Dirs:      dirs,
-		Container: ccfg,
-		Wasm:      wcfg,
-		Installer: installer,
-		NoNative:  noNative,
+		Policy:     pol,
+		Backends:   backends,
+		Dirs:       dirs,
+		Container:  ccfg,
+		Wasm:       wcfg,
+		Kubernetes: kcfg,
+		Installer:  installer,
+		NoNative:   noNative,
 	}, nil
 }
 
@@ -154,11 +171,12 @@ func Policy(cfg *config.Config) (*policy.Policy, error) {
 //   - "auto": the container sandbox when containerd answers and the image
 //     exists; else native plugins are listed but never run, and a server
 //     that would serve one refuses to start (Unservable);
+//   - "kubernetes": one Pod per call in the sandbox cluster, or an error;
 //   - "wasm": nothing; native plugins are listed but never run, and
 //     containerd is not asked (a server in an unprivileged pod).
 //
 // noNative says why native plugins cannot run, nil when they can.
-func Backends(ctx context.Context, choice string, ccfg container.Config, wcfg wasm.Config, pluginPATH string, log hclog.Logger) (backends sandbox.Backends, noNative error, err error) {
+func Backends(ctx context.Context, choice string, ccfg container.Config, kcfg kubernetes.Config, wcfg wasm.Config, pluginPATH string, log hclog.Logger) (backends sandbox.Backends, noNative error, err error) {
 	var native sandbox.Backend
 	switch choice {
 	case "none":
@@ -175,6 +193,12 @@ func Backends(ctx context.Context, choice string, ccfg container.Config, wcfg wa
 			noNative = fmt.Errorf("no container sandbox: %w", err)
 			log.Warn(`no container sandbox available, so native plugins are listed but do not run; set [sandbox] backend = "container" to require it`, "reason", err)
 		}
+	case "kubernetes":
+		b, err := kubernetes.New(ctx, kcfg)
+		if err != nil {
+			return sandbox.Backends{}, nil, fmt.Errorf("sandbox backend kubernetes: %w", err)
+		}
+		native = b
 	case "wasm":
 		noNative = errors.New(`[sandbox] backend is "wasm"`)
 		log.Info(`sandbox backend is "wasm": only WebAssembly plugins run; native plugins are listed but do not run`)
@@ -251,6 +275,48 @@ func ContainerConfig(cfg *config.Config, log hclog.Logger) container.Config {
 		WarmPool: s.WarmPool,
 		Logger:   log.Named("container"),
 	}
+}
+
+// KubernetesConfig is the kubernetes sandbox's configuration, without its
+// cluster (SandboxCluster): enough for `profile show`.
+func KubernetesConfig(cfg *config.Config, log hclog.Logger) kubernetes.Config {
+	s := cfg.Sandbox
+	return kubernetes.Config{
+		Namespace:     s.KubernetesNamespace,
+		Image:         s.KubernetesImage,
+		PullPolicy:    corev1.PullPolicy(s.KubernetesImagePullPolicy),
+		RuntimeClass:  s.KubernetesRuntimeClass,
+		NodeName:      s.KubernetesNodeName,
+		User:          int64(s.User),
+		GatewayListen: s.KubernetesGatewayListen,
+		GatewayHost:   s.KubernetesGatewayHost,
+		StartTimeout:  s.KubernetesStartTimeout,
+		Limits: container.Limits{
+			MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
+			NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),
+		},
+		Logger: log.Named("kubernetes"),
+	}
+}
+
+// SandboxCluster is the kubernetes sandbox's cluster: kubernetes_kubeconfig
+// (and kubernetes_context), or the server's in-cluster configuration.
+func SandboxCluster(cfg *config.Config) (*rest.Config, error) {
+	s := cfg.Sandbox
+	if s.KubernetesKubeconfig == "" {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no kubernetes_kubeconfig, and not in a cluster: %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: s.KubernetesKubeconfig},
+		&clientcmd.ConfigOverrides{CurrentContext: s.KubernetesContext}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes_kubeconfig %s: %w", s.KubernetesKubeconfig, err)
+	}
+	return rc, nil
 }
 
 // pluginPath is the PATH a plugin runs with under "none": the folder of
