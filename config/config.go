@@ -150,7 +150,8 @@ type Sandbox struct {
 	// ("" for the server's in-cluster configuration), the namespace of its
 	// Pods, their image and how it is pulled, an optional RuntimeClass
 	// and node, where the server listens for the Pods' gateways and the
-	// address the Pods dial, and how long a Pod may take to run.
+	// address the Pods dial, how long a Pod may take to run, and the name
+	// of this server among those sharing the namespace ("" for the host's).
 	KubernetesKubeconfig      string
 	KubernetesContext         string
 	KubernetesNamespace       string
@@ -161,6 +162,7 @@ type Sandbox struct {
 	KubernetesGatewayListen   string
 	KubernetesGatewayHost     string
 	KubernetesStartTimeout    time.Duration
+	KubernetesInstance        string
 	// WasmMemoryMiB bounds the linear memory of one WebAssembly guest.
 	WasmMemoryMiB int
 	// WasmCacheDir keeps compiled modules; "" is the user's cache folder.

@@ -172,6 +172,8 @@ var settings = []*setting{
 		ptr: func(c *Config) any { return &c.Sandbox.KubernetesGatewayListen }},
 	{key: "sandbox.kubernetes_gateway_host", kind: kindString, env: "PLUGINS_KUBERNETES_GATEWAY_HOST",
 		ptr: func(c *Config) any { return &c.Sandbox.KubernetesGatewayHost }},
+	{key: "sandbox.kubernetes_instance", kind: kindString,
+		ptr: func(c *Config) any { return &c.Sandbox.KubernetesInstance }},
 	{key: "sandbox.kubernetes_start_timeout", kind: kindDuration, def: "2m",
 		ptr: func(c *Config) any { return &c.Sandbox.KubernetesStartTimeout }, check: positiveDuration},
 	{key: "sandbox.wasm_memory_mib", kind: kindInt, def: "512", env: "PLUGINS_WASM_MEMORY_MIB",

@@ -10,9 +10,11 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 "$top/hack/install-packages.sh" test-deps git=git etcd=etcd-server containerd=containerd ctr=containerd runc=runc runsc=runsc \
 	busybox=busybox-static kubectx=kubectx mmdebstrap=mmdebstrap nsenter=util-linux pgrep=procps pkill=procps \
 	/usr/bin/rustc=rustc /usr/lib/rustlib/wasm32-wasi/lib=libstd-rust-dev-wasm32 wasm-ld=lld \
-	podman=podman podman-compose=podman-compose docker-compose=docker-compose
+	podman=podman podman-compose=podman-compose docker-compose=docker-compose \
+	/usr/lib/cni/bridge=containernetworking-plugins ip=iproute2
 # Debian's packages may start services; the tests run their own on private sockets.
 "$top/hack/build-kube-apiserver.sh" >/dev/null
+"$top/hack/build-kubernetes.sh" kubelet >/dev/null
 "$top/hack/build-plugins.sh" >/dev/null
 "$top/hack/build-wasm-plugins.sh" >/dev/null
 "$top/hack/build-image.sh" >/dev/null

@@ -83,6 +83,9 @@ func Build(ctx context.Context, cfg *config.Config, env Env, log hclog.Logger) (
 	wcfg := WasmConfig(cfg, log)
 	kcfg := KubernetesConfig(cfg, log)
 	kcfg.Sweep = env.Server
+	if !env.Server {
+		kcfg.WarmPool = 0
+	}
 	if cfg.Sandbox.Backend == "kubernetes" {
 		rest, err := SandboxCluster(cfg)
 		if err != nil {
@@ -291,6 +294,8 @@ func KubernetesConfig(cfg *config.Config, log hclog.Logger) kubernetes.Config {
 		GatewayListen: s.KubernetesGatewayListen,
 		GatewayHost:   s.KubernetesGatewayHost,
 		StartTimeout:  s.KubernetesStartTimeout,
+		WarmPool:      s.WarmPool,
+		Instance:      s.KubernetesInstance,
 		Limits: container.Limits{
 			MemoryMiB: int64(s.MemoryMiB), Pids: int64(s.PidsLimit), CPUMillicores: int64(s.CPUMillicores),
 			NoFile: uint64(s.NoFileLimit), TmpMiB: int64(s.TmpMiB),

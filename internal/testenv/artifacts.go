@@ -73,9 +73,18 @@ func WasmPlugins(t testing.TB) string {
 // SandboxTOML is a [sandbox] table for backend: for "container", on the
 // shared test containerd, in a containerd namespace and state folder of
 // the caller's own (name), with the sandbox image; "gvisor" is the same
-// container sandbox with isolation = "gvisor" (runsc).
+// container sandbox with isolation = "gvisor" (runsc); "kubernetes" is
+// one Pod per call on the shared test node (TestKubeNode), in its one
+// namespace, as an instance of its own (name and a random suffix), which
+// is what a server sweeps.
 func SandboxTOML(t testing.TB, backend, name string) string {
 	t.Helper()
+	if backend == "kubernetes" {
+		node := TestKubeNode(t)
+		return fmt.Sprintf("[sandbox]\nbackend = \"kubernetes\"\nkubernetes_kubeconfig = %q\nkubernetes_namespace = %q\nkubernetes_image = %q\n"+
+			"kubernetes_image_pull_policy = \"Never\"\nkubernetes_node_name = %q\nkubernetes_gateway_listen = %q\nkubernetes_gateway_host = %q\n"+
+			"kubernetes_instance = %q\n", node.Kubeconfig, node.Namespace, node.SandboxImage, node.NodeName, node.GatewayIP, node.GatewayIP, name+"-"+randomHex(4))
+	}
 	if backend != "container" && backend != "gvisor" {
 		return fmt.Sprintf("[sandbox]\nbackend = %q\n", backend)
 	}

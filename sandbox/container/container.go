@@ -187,7 +187,7 @@ func (b *Backend) Name() string { return b.cfg.Isolation.backendName() }
 // and retries those that failed, then releases the connection to
 // containerd.
 func (b *Backend) Close() error {
-	b.pool.close()
+	b.pool.Close()
 	b.Quiesce()
 	return b.client.Close()
 }
@@ -197,13 +197,13 @@ func (b *Backend) Close() error {
 // to the next server's start-up sweep), and the warm pool is refilled.
 func (b *Backend) Quiesce() {
 	b.removals.Wait()
-	b.pool.settle()
+	b.pool.Settle()
 	b.removals.Wait()
 	b.drainPending()
 }
 
 // Warm counts the containers created ahead of their calls.
-func (b *Backend) Warm() int { return b.pool.count() }
+func (b *Backend) Warm() int { return b.pool.Count() }
 
 // op runs one containerd request under the operation deadline, so that a
 // stalled containerd fails the request, with what it was, instead of

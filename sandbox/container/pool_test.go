@@ -59,7 +59,7 @@ func testWarmCallsRunAsColdOnes(t *testing.T, tier Isolation) {
 			t.Fatalf("call %d without stdin: %v %+v %q", i, r.err, r.res, r.stdout)
 		}
 	}
-	b.pool.close()
+	b.pool.Close()
 	assertNothingLeft(t, b)
 }
 
@@ -85,7 +85,7 @@ func testWarmContainersServeOneCall(t *testing.T, tier Isolation) {
 			t.Errorf("call %d found what an earlier call left (warm %v):\n%s", i, r.res.Warm, r.stdout)
 		}
 	}
-	b.pool.close()
+	b.pool.Close()
 	assertNothingLeft(t, b)
 }
 
@@ -109,7 +109,7 @@ func TestAReplacedPluginIsNotRunFromTheWarmPool(t *testing.T) {
 	if r.err != nil || r.stdout != "new\n" || r.res.Warm {
 		t.Fatalf("after the file changed: %v %+v %q", r.err, r.res, r.stdout)
 	}
-	b.pool.close()
+	b.pool.Close()
 	assertNothingLeft(t, b)
 }
 
@@ -142,6 +142,6 @@ func TestAnEmptyPoolFallsBackToTheColdPath(t *testing.T) {
 	if warm != 1 {
 		t.Errorf("%d of 6 calls were warm, want the pool's 1", warm)
 	}
-	b.pool.close()
+	b.pool.Close()
 	assertNothingLeft(t, b)
 }

@@ -34,10 +34,9 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (sandbox.Result, e
 	}
 	key := poolKey{plugin: spec.Plugin, cluster: spec.Cluster != nil}
 	if spec.KeepWarm {
-		b.pool.wanted(key)
+		b.pool.Wanted(key)
 	}
-	c := b.pool.take(key)
-	warm := c != nil
+	c, warm := b.pool.Take(key)
 	if !warm {
 		var err error
 		if c, err = b.create(ctx, key); err != nil {
@@ -215,7 +214,7 @@ func (b *Backend) destroyLater(c *created) {
 	go func() {
 		defer b.removals.Done()
 		c.destroy(b)
-		b.pool.refill(c.key)
+		b.pool.Refill(c.key)
 	}()
 }
 

@@ -16,18 +16,17 @@ import (
 // once the Pod's address is known. Whoever else connects is hung up on;
 // the capability the gateway asks for is the second lock.
 type podGateway struct {
-	access *sandbox.ClusterAccess
 	host   string
 	l      *peerListener
 	served chan error
 }
 
-func (b *Backend) listenGateway(access *sandbox.ClusterAccess) (*podGateway, error) {
+func (b *Backend) listenGateway() (*podGateway, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(b.cfg.GatewayListen, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("listen for the call's gateway on %q: %w", b.cfg.GatewayListen, err)
 	}
-	return &podGateway{access: access, host: b.cfg.GatewayHost, l: &peerListener{Listener: l, log: b.log}}, nil
+	return &podGateway{host: b.cfg.GatewayHost, l: &peerListener{Listener: l, log: b.log}}, nil
 }
 
 // port is the gateway's port, or 0 for no gateway.
@@ -43,14 +42,18 @@ func (g *podGateway) addr() string { return net.JoinHostPort(g.host, strconv.Ito
 
 // admit lets connections from ip through.
 func (g *podGateway) admit(ip string) {
+	if g == nil {
+		return
+	}
 	g.l.mu.Lock()
 	g.l.peer = net.ParseIP(ip)
 	g.l.mu.Unlock()
 }
 
-func (g *podGateway) serve() {
+// serve serves the call's gateway on the listener until close.
+func (g *podGateway) serve(access *sandbox.ClusterAccess) {
 	g.served = make(chan error, 1)
-	go func() { g.served <- g.access.Serve(g.l) }()
+	go func() { g.served <- access.Serve(g.l) }()
 }
 
 // close stops the gateway's listener; the error is Serve's, if it failed.

@@ -20,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/container"
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/internal/warmpool"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/kubernetes/internal/launch"
 )
 
@@ -55,9 +57,16 @@ type Config struct {
 	// gateways ("" for every address); GatewayHost is the address the Pods
 	// dial, this server's on the pod network.
 	GatewayListen, GatewayHost string
-	// Sweep deletes, at start, every Pod and NetworkPolicy of ours an
-	// earlier server left in Namespace. Only the server may.
-	Sweep bool
+	// WarmPool is how many Pods per plugin are made ahead of its calls,
+	// each with the plugin loaded, for one call; 0 makes each when its
+	// call comes.
+	WarmPool int
+	// Instance names this server among those sharing Namespace (replicas
+	// of one Deployment, say); "" is the host's name. Sweep deletes, at
+	// start, every Pod and NetworkPolicy an earlier server of the same
+	// instance left there. Only the server may.
+	Instance string
+	Sweep    bool
 	// StartTimeout bounds how long a Pod may take to run; 0 means
 	// DefaultStartTimeout.
 	StartTimeout time.Duration
@@ -78,6 +87,7 @@ type Backend struct {
 	cfg    Config
 	log    hclog.Logger
 	client kubernetes.Interface
+	pool   *warmpool.Pool[poolKey, *prepared]
 	// removals are the deletions still running after their call returned.
 	removals sync.WaitGroup
 }
@@ -109,6 +119,12 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("sandbox cluster: %w", err)
 	}
 	b := &Backend{cfg: cfg, log: cfg.Logger, client: client}
+	b.pool = warmpool.New(warmpool.Config[poolKey, *prepared]{Size: cfg.WarmPool, Make: b.warm,
+		Discard: func(p *prepared) { b.discard(p) },
+		Fresh:   func(_ poolKey, p *prepared) bool { return time.Since(p.created) < warmLife/2 },
+		Failed: func(k poolKey, err error) {
+			b.log.Debug("warm pod not made; calls take the cold path", "plugin", k.plugin, "error", err)
+		}})
 	opCtx, cancel := context.WithTimeout(ctx, cfg.OperationTimeout)
 	defer cancel()
 	if _, err := client.CoreV1().Pods(cfg.Namespace).List(opCtx, metav1.ListOptions{Limit: 1}); err != nil {
@@ -129,15 +145,23 @@ func (b *Backend) Name() string { return "kubernetes" }
 // so each call's gateway asks for the call's capability.
 func (b *Backend) SharedNetwork() bool { return true }
 
-// Close waits for the deletions still running.
+// Close deletes the warm Pods and waits for the deletions still running.
 func (b *Backend) Close() error {
+	b.pool.Close()
 	b.removals.Wait()
 	return nil
 }
 
-// sweep deletes every Pod and NetworkPolicy of ours in the namespace.
+// Warm is how many warm Pods are ready.
+func (b *Backend) Warm() int { return b.pool.Count() }
+
+// Settle waits for the warm Pods being made.
+func (b *Backend) Settle() { b.pool.Settle() }
+
+// sweep deletes every Pod and NetworkPolicy of this instance's in the
+// namespace.
 func (b *Backend) sweep(ctx context.Context) error {
-	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy}
+	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy + "," + LabelInstance + "=" + b.cfg.instance()}
 	now := metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}
 	if err := b.client.CoreV1().Pods(b.cfg.Namespace).DeleteCollection(ctx, now, sel); err != nil {
 		return fmt.Errorf("remove the sandbox Pods an earlier server left: %w", err)
@@ -184,6 +208,28 @@ func podName(id string) string {
 // time: the Pod must outlive its call's own timeout, which reports it.
 const DeadlineMargin = 30 * time.Second
 
+// poolKey is what a Pod is made for: one plugin file at one digest, with
+// or without a cluster (a gateway listener of its own).
+type poolKey struct {
+	plugin, sha256 string
+	cluster        bool
+}
+
+// prepared is a Pod made for one call of its key, running and waiting;
+// nothing in it is of the call yet but, when loaded, the plugin's bytes.
+type prepared struct {
+	key     poolKey
+	objs    Objects
+	pod     *corev1.Pod
+	gw      *podGateway // nil without a cluster
+	loaded  bool
+	created time.Time
+}
+
+// warmLife is how long a warm Pod may wait for its call: its
+// activeDeadlineSeconds, which its call shortens to the call's own.
+const warmLife = time.Hour
+
 // Run implements sandbox.Backend.
 func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Result, err error) {
 	res = sandbox.Result{ExitCode: -1}
@@ -191,76 +237,169 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 		res.Stopped = true
 		return res, nil
 	}
-	plugin, err := os.Open(spec.Plugin)
-	if err != nil {
-		return res, fmt.Errorf("prepare %s: %w", spec.Plugin, err)
+	key := poolKey{plugin: spec.Plugin, sha256: spec.SHA256, cluster: spec.Cluster != nil}
+	if spec.KeepWarm {
+		b.pool.Wanted(key)
+		defer b.pool.Refill(key)
 	}
-	defer plugin.Close()
-	info, err := plugin.Stat()
-	if err != nil {
-		return res, fmt.Errorf("prepare %s: %w", spec.Plugin, err)
-	}
-
-	var gw *podGateway
-	if spec.Cluster != nil {
-		if gw, err = b.listenGateway(spec.Cluster); err != nil {
-			return res, fmt.Errorf("prepare %s: %w", spec.Plugin, err)
+	p, warm := b.pool.Take(key)
+	if !warm {
+		deadline := b.cfg.StartTimeout + spec.RunTimeout + DeadlineMargin
+		if d, ok := ctx.Deadline(); ok {
+			deadline = time.Until(d) + DeadlineMargin
 		}
-		defer func() {
-			if serveErr := gw.close(); serveErr != nil && err == nil {
-				err = fmt.Errorf("the call's API gateway stopped: %w", serveErr)
+		if p, err = b.prepare(ctx, key, spec.ID, spec.ID, deadline, false); err != nil {
+			if ctx.Err() != nil {
+				res.Stopped = true
+				return res, nil
 			}
-		}()
+			return res, fmt.Errorf("start sandbox for %s: %w", spec.Plugin, err)
+		}
 	}
-	deadline := b.cfg.StartTimeout + spec.RunTimeout + DeadlineMargin
+	defer func() {
+		if discardErr := b.discard(p); discardErr != nil && err == nil {
+			err = discardErr
+		}
+	}()
+	res, err = b.start(ctx, p, spec)
+	res.Warm = warm
+	return res, err
+}
+
+// prepare makes a Pod for a call of key: the gateway's listener when it
+// reaches a cluster, the NetworkPolicy, the Pod, running; with load, the
+// plugin's bytes in it too. What it made is undone when it fails.
+// The Pod's name starts with name; callID is "" for a warm Pod, whose
+// call is not known yet.
+func (b *Backend) prepare(ctx context.Context, key poolKey, name, callID string, deadline time.Duration, load bool) (p *prepared, err error) {
+	p = &prepared{key: key, created: time.Now()}
+	if key.cluster {
+		if p.gw, err = b.listenGateway(); err != nil {
+			return nil, err
+		}
+	}
+	call := b.cfg.CallFor(podName(name), callID, key.plugin, nil, nil, key.cluster, p.gw.port(), deadline)
+	p.objs = b.cfg.Objects(call)
+	defer func() {
+		if err != nil {
+			b.discard(p)
+		}
+	}()
+	if p.pod, err = b.create(ctx, p.objs); err != nil {
+		return nil, err
+	}
+	p.gw.admit(p.pod.Status.PodIP)
+	if load {
+		f, size, err := b.openPlugin(key)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		h := b.cfg.Launch(call, key.sha256)
+		h.Size = size
+		var errOut bytes.Buffer
+		if err := b.stream(ctx, p.pod.Name, launch.ModeLoad, b.stdin(h, io.LimitReader(f, size), nil), io.Discard, &errOut); err != nil {
+			return nil, fmt.Errorf("load %s into pod %s: %w: %s", key.plugin, p.pod.Name, err, strings.TrimSpace(errOut.String()))
+		}
+		p.loaded = true
+	}
+	return p, nil
+}
+
+// warm makes a Pod for the pool, with its plugin loaded.
+func (b *Backend) warm(ctx context.Context, key poolKey) (*prepared, error) {
+	return b.prepare(ctx, key, "warm", "", warmLife, true)
+}
+
+func (b *Backend) openPlugin(key poolKey) (*os.File, int64, error) {
+	f, err := os.Open(key.plugin)
+	if err != nil {
+		return nil, 0, fmt.Errorf("prepare %s: %w", key.plugin, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("prepare %s: %w", key.plugin, err)
+	}
+	return f, info.Size(), nil
+}
+
+// stdin is what one exec of kmcp-pod reads: h, then the plugin's bytes,
+// then the plugin's own stdin.
+func (b *Backend) stdin(h launch.Header, plugin, rest io.Reader) io.Reader {
+	var head bytes.Buffer
+	if err := launch.Write(&head, h); err != nil {
+		return &failingReader{err}
+	}
+	in := []io.Reader{&head}
+	if plugin != nil {
+		in = append(in, plugin)
+	}
+	if rest != nil {
+		in = append(in, rest)
+	}
+	return io.MultiReader(in...)
+}
+
+type failingReader struct{ err error }
+
+func (r *failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+// start hands the call to its Pod: the gateway serves, and kmcp-pod runs
+// the plugin with the call's argv, environment and kubeconfig.
+func (b *Backend) start(ctx context.Context, p *prepared, spec sandbox.Spec) (sandbox.Result, error) {
+	res := sandbox.Result{ExitCode: -1}
+	call := b.cfg.CallFor(p.pod.Name, spec.ID, spec.Plugin, spec.Args, spec.Env, spec.Cluster != nil, p.gw.port(), 0)
+	h := b.cfg.Launch(call, spec.SHA256)
+	if p.gw != nil {
+		p.gw.serve(spec.Cluster)
+		kubeconfig, err := clientcmd.Write(*spec.Cluster.Kubeconfig(p.gw.addr()))
+		if err != nil {
+			return res, fmt.Errorf("prepare %s: kubeconfig: %w", spec.Plugin, err)
+		}
+		h.Kubeconfig = kubeconfig
+	}
+	var plugin io.Reader
+	if !p.loaded {
+		f, size, err := b.openPlugin(p.key)
+		if err != nil {
+			return res, err
+		}
+		defer f.Close()
+		h.Size, plugin = size, io.LimitReader(f, size)
+	} else {
+		// A warm Pod waited with a long deadline: from now on it is the
+		// call's, which the Pod must not outlive.
+		b.claim(ctx, p, spec.ID)
+	}
+	return b.exec(ctx, p.pod.Name, b.stdin(h, plugin, spec.Stdin), spec)
+}
+
+// claim names the call on a warm Pod and shortens its deadline to the
+// call's, in the background: a warm call does not wait for it.
+func (b *Backend) claim(ctx context.Context, p *prepared, callID string) {
+	deadline := b.cfg.StartTimeout + DeadlineMargin
 	if d, ok := ctx.Deadline(); ok {
 		deadline = time.Until(d) + DeadlineMargin
 	}
-	call := b.cfg.CallFor(podName(spec.ID), spec.ID, spec.Plugin, spec.Args, spec.Env, spec.Cluster != nil, gw.port(), deadline)
-	objs := b.cfg.Objects(call)
-	defer b.remove(objs)
-	pod, err := b.create(ctx, objs)
-	if err != nil {
-		if ctx.Err() != nil {
-			res.Stopped = true
-			return res, nil
+	secs := int64((time.Since(p.created) + deadline + time.Second - 1) / time.Second)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"activeDeadlineSeconds":%d}}`, AnnotationCall, callID, secs)
+	b.removals.Add(1)
+	go func() {
+		defer b.removals.Done()
+		opCtx, cancel := context.WithTimeout(context.Background(), b.cfg.OperationTimeout)
+		defer cancel()
+		if _, err := b.client.CoreV1().Pods(b.cfg.Namespace).Patch(opCtx, p.pod.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil &&
+			!apierrors.IsNotFound(err) {
+			b.log.Warn("shorten a warm pod's deadline to its call's", "pod", p.pod.Name, "error", err)
 		}
-		return res, fmt.Errorf("start sandbox for %s: %w", spec.Plugin, err)
-	}
-	if gw != nil {
-		gw.admit(pod.Status.PodIP)
-		gw.serve()
-	}
-
-	header := b.cfg.Launch(call, spec.SHA256)
-	header.Size = info.Size()
-	if gw != nil {
-		if header.Kubeconfig, err = clientcmd.Write(*spec.Cluster.Kubeconfig(gw.addr())); err != nil {
-			return res, fmt.Errorf("prepare %s: kubeconfig: %w", spec.Plugin, err)
-		}
-	}
-	var stdin bytes.Buffer
-	if err := launch.Write(&stdin, header); err != nil {
-		return res, fmt.Errorf("prepare %s: %w", spec.Plugin, err)
-	}
-	in := []io.Reader{&stdin, io.LimitReader(plugin, header.Size)}
-	if spec.Stdin != nil {
-		in = append(in, spec.Stdin)
-	}
-	return b.exec(ctx, pod.Name, io.MultiReader(in...), spec)
+	}()
 }
 
 // exec runs the plugin in the running Pod, through kmcp-pod run, with
 // stdin; its own run is bounded by spec.RunTimeout.
 func (b *Backend) exec(ctx context.Context, name string, stdin io.Reader, spec sandbox.Spec) (sandbox.Result, error) {
 	res := sandbox.Result{ExitCode: -1}
-	req := b.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(b.cfg.Namespace).Name(name).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: ContainerName, Command: []string{launch.Program, launch.ModeRun},
-			Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	executor, err := b.executor(req.URL())
-	if err != nil {
-		return res, fmt.Errorf("start %s in its sandbox: %w", spec.Plugin, err)
-	}
 	runCtx := ctx
 	if spec.RunTimeout > 0 {
 		var cancel context.CancelFunc
@@ -275,7 +414,7 @@ func (b *Backend) exec(ctx context.Context, name string, stdin io.Reader, spec s
 		stderr = io.Discard
 	}
 	start := time.Now()
-	err = executor.StreamWithContext(runCtx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	err := b.stream(runCtx, name, launch.ModeRun, stdin, stdout, stderr)
 	res.Duration = time.Since(start)
 	var exitErr utilexec.ExitError
 	switch {
@@ -289,6 +428,18 @@ func (b *Backend) exec(ctx context.Context, name string, stdin io.Reader, spec s
 		return res, fmt.Errorf("run %s in its sandbox: %w", spec.Plugin, err)
 	}
 	return res, nil
+}
+
+// stream execs kmcp-pod in mode in the Pod, until it ends or ctx does.
+func (b *Backend) stream(ctx context.Context, name, mode string, stdin io.Reader, stdout, stderr io.Writer) error {
+	req := b.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(b.cfg.Namespace).Name(name).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: ContainerName, Command: []string{launch.Program, mode},
+			Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	executor, err := b.executor(req.URL())
+	if err != nil {
+		return err
+	}
+	return executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
 }
 
 // executor speaks the exec protocol as kubectl does: WebSocket first,
@@ -401,16 +552,24 @@ func waiting(pod *corev1.Pod) string {
 	return "phase " + string(pod.Status.Phase)
 }
 
-// remove deletes the call's Pod and NetworkPolicy, at once (grace 0),
-// whatever ctx the call had: after a cancellation too.
-func (b *Backend) remove(objs Objects) {
+// discard deletes a Pod and its NetworkPolicy at once (grace 0), whatever
+// ctx its call had, and closes its gateway; the error is the gateway's, if
+// it failed while serving.
+func (b *Backend) discard(p *prepared) error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.OperationTimeout)
 	defer cancel()
 	now := metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}
-	if err := b.client.CoreV1().Pods(b.cfg.Namespace).Delete(ctx, objs.Pod.Name, now); err != nil && !apierrors.IsNotFound(err) {
-		b.log.Warn("delete sandbox pod", "pod", objs.Pod.Name, "error", err)
+	if err := b.client.CoreV1().Pods(b.cfg.Namespace).Delete(ctx, p.objs.Pod.Name, now); err != nil && !apierrors.IsNotFound(err) {
+		b.log.Warn("delete sandbox pod", "pod", p.objs.Pod.Name, "error", err)
 	}
-	if err := b.client.NetworkingV1().NetworkPolicies(b.cfg.Namespace).Delete(ctx, objs.NetworkPolicy.Name, now); err != nil && !apierrors.IsNotFound(err) {
-		b.log.Warn("delete network policy", "name", objs.NetworkPolicy.Name, "error", err)
+	if err := b.client.NetworkingV1().NetworkPolicies(b.cfg.Namespace).Delete(ctx, p.objs.NetworkPolicy.Name, now); err != nil && !apierrors.IsNotFound(err) {
+		b.log.Warn("delete network policy", "name", p.objs.NetworkPolicy.Name, "error", err)
 	}
+	if p.gw == nil {
+		return nil
+	}
+	if err := p.gw.close(); err != nil {
+		return fmt.Errorf("the call's API gateway stopped: %w", err)
+	}
+	return nil
 }

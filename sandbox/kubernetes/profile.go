@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -22,6 +23,9 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	managedBy      = "kubernetes-mcp-server"
 	LabelPod       = "kubernetes-mcp-server/pod"
+	// LabelInstance names the server that made a Pod, so a server sweeps
+	// only what it left itself, not what another replica runs.
+	LabelInstance = "kubernetes-mcp-server/instance"
 	// AnnotationCall names the call a Pod ran (a warm Pod gets it when its
 	// call takes it).
 	AnnotationCall = "kubernetes-mcp-server/call-id"
@@ -67,8 +71,8 @@ func (cfg Config) Profile(c Call) []Option {
 	lim := cfg.Limits
 	gateway := cfg.GatewayHost + ":" + portName(c.GatewayPort)
 	opts := []Option{
-		{fmt.Sprintf("a Pod of its own, %s in namespace %s of the sandbox cluster, labelled %s=%s, deleted with grace 0 once the call's result is out",
-			c.Name, cfg.Namespace, LabelManagedBy, managedBy), c.withMetadata(cfg.Namespace)},
+		{fmt.Sprintf("a Pod of its own, %s in namespace %s of the sandbox cluster, labelled %s=%s and %s=%s, deleted with grace 0 once the call's result is out",
+			c.Name, cfg.Namespace, LabelManagedBy, managedBy, LabelInstance, cfg.instance()), c.withMetadata(cfg.Namespace, cfg.instance())},
 		{"restartPolicy Never; terminationGracePeriodSeconds 0", withRestartNever},
 		{fmt.Sprintf("activeDeadlineSeconds %d: the kubelet ends the Pod after the call's time even if this server is gone", c.DeadlineSeconds),
 			func(o *Objects) { o.Pod.Spec.ActiveDeadlineSeconds = ptr.To(c.DeadlineSeconds) }},
@@ -116,6 +120,34 @@ func (cfg Config) Profile(c Call) []Option {
 	return opts
 }
 
+// instance is cfg.Instance as a label value: the host's name when unset.
+func (cfg Config) instance() string {
+	name := cfg.Instance
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return labelValue(name)
+}
+
+// labelValue is s in the characters and length a label value allows.
+func labelValue(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.', r == '_':
+			return r
+		}
+		return '-'
+	}, s)
+	if len(s) > 63 {
+		s = s[:63]
+	}
+	s = strings.Trim(s, "-._")
+	if s == "" {
+		return "unnamed"
+	}
+	return s
+}
+
 func portName(port int) string {
 	if port == 0 {
 		return "PORT"
@@ -148,10 +180,10 @@ func (cfg Config) Launch(c Call, sha256 string) launch.Header {
 
 func pluginInside(plugin string) string { return launch.PluginDir + "/" + filepath.Base(plugin) }
 
-func (c Call) withMetadata(namespace string) func(*Objects) {
+func (c Call) withMetadata(namespace, instance string) func(*Objects) {
 	return func(o *Objects) {
 		o.Pod.ObjectMeta = metav1.ObjectMeta{Name: c.Name, Namespace: namespace,
-			Labels: map[string]string{LabelManagedBy: managedBy, LabelPod: c.Name}}
+			Labels: map[string]string{LabelManagedBy: managedBy, LabelInstance: instance, LabelPod: c.Name}}
 		if c.CallID != "" {
 			o.Pod.Annotations = map[string]string{AnnotationCall: c.CallID}
 		}
@@ -247,7 +279,7 @@ func (cfg Config) withNetworkPolicy(c Call) func(*Objects) {
 	return func(o *Objects) {
 		np := &networkingv1.NetworkPolicy{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"},
-			ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: cfg.Namespace, Labels: map[string]string{LabelManagedBy: managedBy}},
+			ObjectMeta: metav1.ObjectMeta{Name: c.Name, Namespace: cfg.Namespace, Labels: map[string]string{LabelManagedBy: managedBy, LabelInstance: cfg.instance()}},
 			Spec: networkingv1.NetworkPolicySpec{
 				PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{LabelPod: c.Name}},
 				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
