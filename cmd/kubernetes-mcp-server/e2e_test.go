@@ -55,8 +55,9 @@ type e2eEnv struct {
 }
 
 // backends are the sandbox backends every end-to-end test runs under:
-// the container sandbox and, as the operator's explicit choice, none.
-var backends = []string{"container", "none"}
+// the container sandbox, one Pod per call on the test node, and, as the
+// operator's explicit choice, none.
+var backends = []string{"container", "kubernetes", "none"}
 
 // newE2E prepares the plugins (our fixtures, real kubens and kube-score),
 // the two real clusters and a configuration as an operator writes it.

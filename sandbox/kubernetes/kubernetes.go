@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -29,6 +28,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
+	"k8s.io/streaming/pkg/httpstream"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox"
@@ -263,7 +263,29 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 	}()
 	res, err = b.start(ctx, p, spec)
 	res.Warm = warm
+	if res.Stopped {
+		b.killAll(p)
+	}
 	return res, err
+}
+
+// killAll ends every process of a stopped call's Pod at once: deleting the
+// Pod ends them only after the kubelet's minimum grace of 2 s, which a
+// plugin ignoring SIGTERM would have to itself. The command is fixed: no
+// word of the call is in it.
+func (b *Backend) killAll(p *prepared) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.OperationTimeout)
+	defer cancel()
+	req := b.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(b.cfg.Namespace).Name(p.pod.Name).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: ContainerName, Command: []string{"/bin/bash", "-c", "kill -KILL -1"},
+			Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	executor, err := b.executor(req.URL())
+	if err == nil {
+		err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: io.Discard})
+	}
+	if err != nil {
+		b.log.Debug("kill the processes of a stopped call's pod", "pod", p.pod.Name, "error", err)
+	}
 }
 
 // prepare makes a Pod for a call of key: the gateway's listener when it
@@ -280,9 +302,10 @@ func (b *Backend) prepare(ctx context.Context, key poolKey, name, callID string,
 	}
 	call := b.cfg.CallFor(podName(name), callID, key.plugin, nil, nil, key.cluster, p.gw.port(), deadline)
 	p.objs = b.cfg.Objects(call)
+	made := p // the deferred undo needs it after p is returned as nil
 	defer func() {
 		if err != nil {
-			b.discard(p)
+			b.discard(made)
 		}
 	}()
 	if p.pod, err = b.create(ctx, p.objs); err != nil {

@@ -92,8 +92,9 @@ func (cfg Config) Profile(c Call) []Option {
 		Option{fmt.Sprintf("user %d, group %d, runAsNonRoot, no supplementary groups", cfg.User, cfg.User), cfg.withUser},
 		Option{"no privilege escalation (no_new_privs); all capabilities dropped", withNoPrivileges},
 		Option{"seccomp profile RuntimeDefault, the container runtime's", withSeccomp},
-		Option{fmt.Sprintf("at most %d MiB of memory and %d millicores of CPU (requests = limits); processes and open files: the node's limits "+
-			"(the kubelet's podPidsLimit, the runtime's rlimits), which a Pod cannot set", lim.MemoryMiB, lim.CPUMillicores), cfg.withResources},
+		Option{fmt.Sprintf("at most %d MiB of memory and %d millicores of CPU (limits; requests %d MiB and %d millicores, so that waiting warm Pods "+
+			"do not hold a node's capacity); processes and open files: the node's limits (the kubelet's podPidsLimit, the runtime's rlimits), "+
+			"which a Pod cannot set", lim.MemoryMiB, lim.CPUMillicores, min(lim.MemoryMiB, requestMiB), min(lim.CPUMillicores, requestMillicores)), cfg.withResources},
 		Option{fmt.Sprintf("/tmp: a memory-backed emptyDir of %d MiB, writable (HOME and TMPDIR)", lim.TmpMiB),
 			withMemoryVolume("tmp", "/tmp", lim.TmpMiB)},
 		Option{fmt.Sprintf("%s: a memory-backed emptyDir of %d MiB that kmcp-pod writes the plugin's bytes into; it runs them only if their sha256 "+
@@ -259,8 +260,20 @@ func (cfg Config) withResources(o *Objects) {
 		corev1.ResourceMemory: *resource.NewQuantity(cfg.Limits.MemoryMiB<<20, resource.BinarySI),
 		corev1.ResourceCPU:    *resource.NewMilliQuantity(cfg.Limits.CPUMillicores, resource.DecimalSI),
 	}
-	o.container().Resources = corev1.ResourceRequirements{Limits: l, Requests: l.DeepCopy()}
+	r := corev1.ResourceList{
+		corev1.ResourceMemory: *resource.NewQuantity(min(cfg.Limits.MemoryMiB, requestMiB)<<20, resource.BinarySI),
+		corev1.ResourceCPU:    *resource.NewMilliQuantity(min(cfg.Limits.CPUMillicores, requestMillicores), resource.DecimalSI),
+	}
+	o.container().Resources = corev1.ResourceRequirements{Limits: l, Requests: r}
 }
+
+// What a sandbox Pod requests of its node: most Pods wait (warm) or run a
+// short plugin, and a request of the whole limit would let a few warm
+// Pods fill a node.
+const (
+	requestMiB        = 32
+	requestMillicores = 50
+)
 
 func withMemoryVolume(name, path string, mib int64) func(*Objects) {
 	return func(o *Objects) {
