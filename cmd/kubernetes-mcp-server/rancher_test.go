@@ -186,7 +186,13 @@ func testRancherE2E(t *testing.T, backend string) {
 	}
 	res, out = call(t, s, ctx, "plugins_execute", map[string]any{"plugin": "newenv", "cluster": "staging"})
 	kubeconfig, env, _ := strings.Cut(out.Output, "---\n")
-	if res.IsError || !strings.Contains(kubeconfig, "server: https://127.0.0.1:") || strings.Contains(kubeconfig, beta.Server) {
+	// The gateway is on the plugin's loopback, or, for a Pod, on the
+	// address the node's Pods reach the server at.
+	gatewayServer := "server: https://127.0.0.1:"
+	if backend == "kubernetes" {
+		gatewayServer = "server: https://" + testenv.TestKubeNode(t).GatewayIP + ":"
+	}
+	if res.IsError || !strings.Contains(kubeconfig, gatewayServer) || strings.Contains(kubeconfig, beta.Server) {
 		t.Errorf("the plugin's kubeconfig does not name its gateway:\n%s\n%s", out.Output, text(res))
 	}
 	for _, secret := range r.secrets() {

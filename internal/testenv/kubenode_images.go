@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 )
 
@@ -154,7 +155,7 @@ func writeDockerArchive(img nodeImage, dir string, entrypoint []string) error {
 		"--directory", dir, ".").CombinedOutput(); err != nil {
 		return fmt.Errorf("tar %s: %v\n%s", dir, err, out)
 	}
-	diffID, err := fileSHA256(layer)
+	diffID, err := discovery.FileSHA256(layer)
 	if err != nil {
 		return err
 	}
@@ -214,19 +215,6 @@ func writeDockerArchive(img nodeImage, dir string, entrypoint []string) error {
 		return err
 	}
 	return os.Rename(tmp, img.Tar)
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func fileExists(path string) bool {
