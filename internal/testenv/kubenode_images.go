@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/discovery"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/images"
 )
 
@@ -155,7 +154,7 @@ func writeDockerArchive(img nodeImage, dir string, entrypoint []string) error {
 		"--directory", dir, ".").CombinedOutput(); err != nil {
 		return fmt.Errorf("tar %s: %v\n%s", dir, err, out)
 	}
-	diffID, err := discovery.FileSHA256(layer)
+	diffID, err := fileSHA256(layer)
 	if err != nil {
 		return err
 	}
@@ -215,6 +214,21 @@ func writeDockerArchive(img nodeImage, dir string, entrypoint []string) error {
 		return err
 	}
 	return os.Rename(tmp, img.Tar)
+}
+
+// fileSHA256 is discovery.FileSHA256, which testenv cannot import:
+// discovery's own tests import testenv.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func fileExists(path string) bool {
