@@ -276,13 +276,7 @@ func (b *Backend) Run(ctx context.Context, spec sandbox.Spec) (res sandbox.Resul
 func (b *Backend) killAll(p *prepared) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.OperationTimeout)
 	defer cancel()
-	req := b.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(b.cfg.Namespace).Name(p.pod.Name).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: ContainerName, Command: []string{"/bin/bash", "-c", "kill -KILL -1"},
-			Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	executor, err := b.executor(req.URL())
-	if err == nil {
-		err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: io.Discard, Stderr: io.Discard})
-	}
+	err := b.execIn(ctx, p.pod.Name, []string{"/bin/bash", "-c", "kill -KILL -1"}, nil, io.Discard, io.Discard)
 	if err != nil {
 		b.log.Debug("kill the processes of a stopped call's pod", "pod", p.pod.Name, "error", err)
 	}
@@ -455,9 +449,14 @@ func (b *Backend) exec(ctx context.Context, name string, stdin io.Reader, spec s
 
 // stream execs kmcp-pod in mode in the Pod, until it ends or ctx does.
 func (b *Backend) stream(ctx context.Context, name, mode string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return b.execIn(ctx, name, []string{launch.Program, mode}, stdin, stdout, stderr)
+}
+
+// execIn execs command in the Pod's container, with stdin when not nil.
+func (b *Backend) execIn(ctx context.Context, name string, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	req := b.client.CoreV1().RESTClient().Post().Resource("pods").Namespace(b.cfg.Namespace).Name(name).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: ContainerName, Command: []string{launch.Program, mode},
-			Stdin: true, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+		VersionedParams(&corev1.PodExecOptions{Container: ContainerName, Command: command,
+			Stdin: stdin != nil, Stdout: true, Stderr: true}, scheme.ParameterCodec)
 	executor, err := b.executor(req.URL())
 	if err != nil {
 		return err
