@@ -239,7 +239,8 @@ func isStall(err error) bool {
 	return errors.As(err, &s)
 }
 
-// Sweep removes every container, network namespace and call folder of ours.
+// Sweep removes every container, network namespace, call folder and
+// empty cgroup of ours.
 func (b *Backend) Sweep(ctx context.Context) (int, error) {
 	var containers []containerd.Container
 	if err := b.op(ctx, "list leftover containers", func(ctx context.Context) (err error) {
@@ -258,7 +259,26 @@ func (b *Backend) Sweep(ctx context.Context) (int, error) {
 	for _, c := range calls {
 		errs = append(errs, os.RemoveAll(filepath.Join(b.cfg.StateDir, "calls", c.Name())))
 	}
-	return max(len(containers), n), errors.Join(errs...)
+	return max(len(containers), n, sweepCgroups(b.cfg.Namespace)), errors.Join(errs...)
+}
+
+// sweepCgroups removes the empty cgroups of our sandboxes that outlived
+// their containers: a runtime killed with its containerd leaves them, and
+// containerd no longer knows them. It returns how many sandboxes had one.
+// The cgroup of a live sandbox holds its processes, so the kernel refuses
+// its removal; an empty one is dead.
+func sweepCgroups(namespace string) int {
+	// containerd's default cgroup path is /<namespace>/<id>, under every
+	// v1 hierarchy or the one v2 tree.
+	v1, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", namespace, "kmcp-*"))
+	v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", namespace, "kmcp-*"))
+	swept := map[string]bool{}
+	for _, dir := range append(v1, v2...) {
+		if os.Remove(dir) == nil {
+			swept[filepath.Base(dir)] = true
+		}
+	}
+	return len(swept)
 }
 
 // removeSandbox removes a call's task and container with the handles at

@@ -171,8 +171,8 @@ func TestContainerdStoppedDuringACall(t *testing.T) {
 	assertNothingLeft(t, b)
 }
 
-// A server that crashed leaves containers, a network namespace and a call
-// folder; the next backend to start removes them.
+// A server that crashed leaves containers, a network namespace, a call
+// folder and cgroups; the next backend to start removes them.
 func TestStartupSweepsLeftovers(t *testing.T) {
 	ctrd := testenv.NewContainerd(t)
 	first := newBackend(t, ctrd)
@@ -207,6 +207,13 @@ func TestStartupSweepsLeftovers(t *testing.T) {
 	}
 	_ = ns // never closed: the crash
 	os.MkdirAll(filepath.Join(first.cfg.StateDir, "calls", "kmcp-crashed"), 0o711)
+	// A sandbox whose runtime died with its containerd: containerd forgot
+	// it, its cgroups stay.
+	for _, controller := range []string{"pids", "memory", "cpu", "devices", "freezer"} {
+		if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup", controller, first.cfg.Namespace, "kmcp-forgotten"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	second := newBackend(t, ctrd)
 	assertNothingLeft(t, second)
