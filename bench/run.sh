@@ -54,6 +54,7 @@ step toolslist 20x '^BenchmarkToolsList1000$' ./cmd/kubernetes-mcp-server
 step idle 5x '^BenchmarkIdleRSS1000$' ./cmd/kubernetes-mcp-server
 step runtime 1x '^(BenchmarkThroughput|BenchmarkMemoryPerCall)$' ./runtime
 step gateway 1x '^BenchmarkAddedLatency$' ./gateway
+step kubernetes 1x '^BenchmarkPodCall$' ./sandbox/kubernetes
 step wasm 100x '^(BenchmarkSmallModule|BenchmarkPodListExample|BenchmarkKubeScore)$' ./sandbox/wasm
 
 "$GO" run ./bench/table -out bench/results.md -command "make bench" -elapsed "$(($(date +%s) - start))s" -load "$load" "$out"/*.txt

@@ -17,7 +17,7 @@
 # Keep version and kubectl_version in step with images/images.go.
 set -euo pipefail
 # Bump to rebuild the image on every machine after changing what goes into it.
-version=3
+version=4
 kubectl_version=v1.37.2
 # Fixed timestamps make the tree reproducible (2025-05-20T00:00:00Z).
 epoch=1747699200

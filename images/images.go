@@ -14,7 +14,7 @@ import (
 // version and kubectl_version in hack/build-image.sh, which names the image's
 // folder after both (the tests check the two agree).
 const (
-	pluginRootfsVersion = "3"
+	pluginRootfsVersion = "4"
 	KubectlVersion      = "v1.37.2"
 )
 

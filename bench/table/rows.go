@@ -120,6 +120,18 @@ var rows = []row{
 		median: unit("added-p50-ms"), tail: unit("added-p99-ms"), tailName: "p99",
 		anchor: unit("direct-p50-ms"), anchorName: "the same request straight to the API server", kind: "ms",
 		goal: "≤ 0.5 ms, p99 ≤ 1 ms", checks: []check{{of: ofMedian, limit: 0.5}, {of: ofTail, limit: 1}}},
+	{figure: "kubernetes backend, cold call (warm_pool = 0)", bench: "BenchmarkPodCall", pkg: "./sandbox/kubernetes",
+		median: unit("cold-p50-ms"), tail: unit("cold-p95-ms"),
+		anchor: unit("bare-pod-p50-ms"), anchorName: "a bare Pod, create → Succeeded", kind: "ms",
+		goal: "≤ 1.2x", checks: []check{{of: ofRatio, limit: 1.2}}},
+	{figure: "kubernetes backend, warm call overhead over a direct exec", bench: "BenchmarkPodCall", pkg: "./sandbox/kubernetes",
+		median: unit("warm-overhead-p50-ms"), tail: unit("warm-overhead-p95-ms"),
+		anchor: unit("direct-p50-ms"), anchorName: "direct exec of the plugin", kind: "ms",
+		goal: "≤ 150 ms", checks: []check{{of: ofMedian, limit: 150}}},
+	{figure: "kubernetes backend, throughput, 8 calls in flight, warm pool of 8", bench: "BenchmarkPodCall", pkg: "./sandbox/kubernetes",
+		median: unit("warm-8-in-flight-calls/s"), kind: "calls/s", goal: "reported"},
+	{figure: "kubernetes backend, throughput, 8 calls in flight, no pool", bench: "BenchmarkPodCall", pkg: "./sandbox/kubernetes",
+		median: unit("cold-8-in-flight-calls/s"), kind: "calls/s", goal: "reported"},
 	throughputRow(1), throughputRow(2), throughputRow(4), throughputRow(8),
 	idleRow("help cached (a restart)", "help-cached"),
 	idleRow("help not cached (a first start)", "help-not-cached"),
@@ -177,6 +189,9 @@ var notes = []string{
 		"the anchor is max_concurrent / the median of 6 calls run alone, 300 ms apart (so warm). Host CPU a call is the whole machine's busy time (/proc/stat) over the timed calls / their number, so anything else running counts too.",
 	"Memory a call: 8 calls of a sleeping shell plugin in flight, `warm_pool = 0` so that every container is new (a pool's containers are the same ones, made ahead); per call = (the PSS, from /proc/PID/smaps_rollup, of the namespace's containerd shims and every process under them — runc init, the plugin — " +
 		"plus containerd's and the server's growth) / 8, median of 3 rounds. Kernel memory (page tables, cgroups, namespaces, tmpfs) is not counted. MB = 10^6 bytes; the goals are converted to MiB.",
+	"Kubernetes rows: on the test node (etcd, kube-apiserver, containerd's CRI and a kubelet, one node). The anchor is a bare Pod of the sandbox image running /bin/true, timed from its create to the watch event that says Succeeded; " +
+		"a cold call is the backend's whole Run of a plugin that exits at once (Pod, NetworkPolicy, exec, result; the Pod's deletion after the result is not counted); the warm overhead is the warm call's p50 − a direct exec of the same plugin on the host (p95 − p95), " +
+		"the pool refilled before each warm sample; 15 rounds, interleaved. Throughput: 8 workers always calling, 48 calls on a pool of 8 (refilling as they go) and 24 with no pool.",
 	"Load averages beside the commands: the 1-minute load when each step started and ended; the benchmarks' own processes count in them too (8 calls in flight raise it to about 5).",
 	"\"not measured\": the benchmark did not report the figure in this run (not written yet, or it failed).",
 }

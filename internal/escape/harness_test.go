@@ -42,12 +42,14 @@ type tier struct {
 	name    string // in the report
 	backend string // testenv.SandboxTOML's backend
 	native  bool   // runs the linux build (else the wasip1 build)
+	pod     bool   // runs as a Pod of the test node, not a container of the host's containerd
 }
 
 var tiers = []tier{
 	{name: "runc", backend: "container", native: true},
 	{name: "gvisor", backend: "gvisor", native: true},
 	{name: "wasm", backend: "wasm"},
+	{name: "kubernetes", backend: "kubernetes", native: true, pod: true},
 }
 
 // Host-side things the cases aim at, shared by every tier.
@@ -161,6 +163,7 @@ type harness struct {
 	auditFile  string
 	stateDir   string
 	namespace  string // the containerd namespace of its containers
+	instance   string // the kubernetes tier's instance label, on its Pods
 	marker     string // in the argv of every process a case leaves behind
 }
 
@@ -253,7 +256,7 @@ file = %q
 	if err != nil {
 		t.Fatalf("%s: %v", tr.name, err)
 	}
-	h.stateDir = cfg.Sandbox.StateDir
+	h.stateDir, h.instance = cfg.Sandbox.StateDir, cfg.Sandbox.KubernetesInstance
 	reg, err := clusters.Load(clusters.Options{KubeconfigDir: cfg.Clusters.KubeconfigDir, DefaultCluster: cfg.Clusters.DefaultCluster})
 	if err != nil {
 		t.Fatal(err)

@@ -17,9 +17,12 @@ import (
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/snapshots"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/internal/testenv"
 	"github.com/kubernetes-mcp-server/kubernetes-mcp-server/runtime"
+	sandboxkube "github.com/kubernetes-mcp-server/kubernetes-mcp-server/sandbox/kubernetes"
 )
 
 // hostState counts what calls could leave behind, on the host and in
@@ -27,6 +30,9 @@ import (
 type hostState map[string]int
 
 func (h *harness) state(t *testing.T, ctrd *containerd.Client) hostState {
+	if h.tier.pod {
+		return h.podState(t)
+	}
 	s := hostState{}
 	if h.tier.native {
 		ctx := namespaces.WithNamespace(context.Background(), h.namespace)
@@ -54,6 +60,54 @@ func (h *harness) state(t *testing.T, ctrd *containerd.Client) hostState {
 	} else {
 		dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "kmcp-wasm-*"))
 		s["wasm call folders"] = len(dirs)
+	}
+	return s
+}
+
+// podState counts what a kubernetes tier's calls could leave in the
+// sandbox cluster: its Pods and NetworkPolicies, and every Secret and
+// ConfigMap of the sandbox namespace.
+func (h *harness) podState(t *testing.T) hostState {
+	node := testenv.TestKubeNode(t)
+	kube := kubernetes.NewForConfigOrDie(node.Config)
+	ctx := context.Background()
+	ours := metav1.ListOptions{LabelSelector: sandboxkube.LabelInstance + "=" + h.instance}
+	s := hostState{}
+	for what, list := range map[string]func() (int, error){
+		"pods": func() (int, error) {
+			l, err := kube.CoreV1().Pods(node.Namespace).List(ctx, ours)
+			if err != nil {
+				return 0, err
+			}
+			return len(l.Items), nil
+		},
+		"network policies": func() (int, error) {
+			l, err := kube.NetworkingV1().NetworkPolicies(node.Namespace).List(ctx, ours)
+			if err != nil {
+				return 0, err
+			}
+			return len(l.Items), nil
+		},
+		"secrets": func() (int, error) {
+			l, err := kube.CoreV1().Secrets(node.Namespace).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return 0, err
+			}
+			return len(l.Items), nil
+		},
+		"config maps": func() (int, error) {
+			l, err := kube.CoreV1().ConfigMaps(node.Namespace).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return 0, err
+			}
+			return len(l.Items), nil
+		},
+	} {
+		n, err := list()
+		if err != nil {
+			t.Fatalf("list %s of the sandbox cluster: %v", what, err)
+		}
+		s[what] = n
 	}
 	return s
 }
@@ -244,6 +298,6 @@ func TestNoLeaksAfter1000MixedCalls(t *testing.T) {
 	}
 	leaked := len(left)
 	record(reportRow{Category: "leaks", Case: fmt.Sprintf("%d mixed calls over every tier", calls), Tier: "all",
-		Expected: "containers, tasks, snapshots, network namespaces, call folders, cgroups, mounts, descriptors, goroutines and processes back where they started",
+		Expected: "containers, tasks, snapshots, network namespaces, call folders, cgroups, mounts, descriptors, goroutines and processes, and the sandbox namespace's pods, network policies, secrets and config maps, back where they started",
 		Observed: fmt.Sprintf("%d things left behind", leaked), Held: leaked == 0 && !t.Failed()})
 }

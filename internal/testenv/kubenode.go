@@ -537,6 +537,9 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "1Mi", nodefs.available: "1%%", nodefs.inodesFree: "1%%", imagefs.available: "1%%"}
 podCIDR: %[7]s
 serializeImagePulls: false
+# A Pod cannot bound its own processes: a sandbox node must (the
+# backend's profile says so), or a fork bomb takes the node.
+podPidsLimit: 128
 `, k.NodeIP, c.kubeletCert, c.kubeletKey, c.pki.CA, c.containerdSock, k.cgroupRoot, k.PodCIDR)
 	if err := os.WriteFile(filepath.Join(k.dir, "kubelet.yaml"), []byte(kubelet), 0o600); err != nil {
 		return nil, err

@@ -77,8 +77,8 @@ func Profile(c Call) []Option {
 		networkStep = "network: the call's own namespace, loopback only; the cluster at 127.0.0.1 is the one thing in reach"
 	}
 	kernelMounts := Option{"/proc, /sys, /dev and /dev/pts read-only; no /dev/mqueue", withReadOnlyKernelMounts("/proc", "/sys", "/dev", "/dev/pts")}
-	seccompStep := Option{"containerd's default seccomp profile, without io_uring (" + strings.Join(deniedSyscalls, ", ") + " fail with EPERM)",
-		withSeccompDenying(deniedSyscalls...)}
+	seccompStep := Option{"containerd's default seccomp profile, without io_uring (" + strings.Join(DeniedSyscalls, ", ") + " fail with EPERM)",
+		withSeccompDenying(DeniedSyscalls...)}
 	pidsStep := Option{fmt.Sprintf("at most %d processes and threads", c.Limits.Pids), oci.WithPidsLimit(c.Limits.Pids)}
 	if c.Isolation.gvisor() {
 		networkStep += " (runsc --network=host: gVisor uses the host's sockets of that namespace)"
@@ -393,12 +393,12 @@ func withNetwork(path string) oci.SpecOpts {
 	return oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
 }
 
-// deniedSyscalls are system calls containerd 1.6's default seccomp profile
+// DeniedSyscalls are system calls containerd 1.6's default seccomp profile
 // allows but no plugin needs: io_uring reaches much of the kernel outside
 // seccomp's view (its operations are not system calls) and has been the
 // way into many kernel exploits; Docker's default profile and Google's
 // servers have dropped it too.
-var deniedSyscalls = []string{"io_uring_setup", "io_uring_enter", "io_uring_register"}
+var DeniedSyscalls = []string{"io_uring_setup", "io_uring_enter", "io_uring_register"}
 
 // withSeccompDenying is containerd's default seccomp profile with names
 // removed from every rule that allows them, so they meet the profile's

@@ -40,8 +40,9 @@ import (
 // Config says which cluster runs the sandbox Pods and what each gets.
 type Config struct {
 	// REST is the sandbox cluster, with this server's credentials for it:
-	// namespaced rights to create, get, watch and delete pods, pods/exec
-	// and network policies (deploy/kubernetes/ lists them).
+	// namespaced rights on pods, pods/exec and network policies, which
+	// deploy/kubernetes-backend/role-patch.yaml lists (and its test proves
+	// are all needed and enough).
 	REST      *rest.Config
 	Namespace string
 	// Image is the sandbox image: the plugin sandbox's root filesystem

@@ -23,14 +23,20 @@ import (
 )
 
 // newBackend is a kubernetes backend on the test node.
-func newBackend(t *testing.T, warm int) (*Backend, *testenv.KubeNode) {
+func newBackend(t testing.TB, warm int) (*Backend, *testenv.KubeNode) {
+	t.Helper()
+	return newBackendLogging(t, warm, hclog.Debug)
+}
+
+// newBackendLogging is newBackend logging from level up to the test's log.
+func newBackendLogging(t testing.TB, warm int, level hclog.Level) (*Backend, *testenv.KubeNode) {
 	t.Helper()
 	node := testenv.TestKubeNode(t)
 	b, err := New(context.Background(), Config{
 		REST: rest.CopyConfig(node.Config), Namespace: node.Namespace, Image: node.SandboxImage, PullPolicy: corev1.PullNever,
 		NodeName: node.NodeName, User: 65534, GatewayListen: node.GatewayIP, GatewayHost: node.GatewayIP, WarmPool: warm,
 		Limits: container.Limits{MemoryMiB: 128, CPUMillicores: 500, TmpMiB: 16, Pids: 128, NoFile: 1024},
-		Logger: hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: testWriter{t}}),
+		Logger: hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: level, Output: testWriter{t}}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,7 @@ func newBackend(t *testing.T, warm int) (*Backend, *testenv.KubeNode) {
 	return b, node
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
@@ -50,7 +56,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // assertNothingLeft fails when a Pod or NetworkPolicy of ours is left.
-func assertNothingLeft(t *testing.T, node *testenv.KubeNode) {
+func assertNothingLeft(t testing.TB, node *testenv.KubeNode) {
 	t.Helper()
 	client := kubernetes.NewForConfigOrDie(node.Config)
 	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy}
@@ -68,7 +74,7 @@ func assertNothingLeft(t *testing.T, node *testenv.KubeNode) {
 }
 
 // plugin writes a script plugin and returns its spec, with its sha256.
-func plugin(t *testing.T, body string) sandbox.Spec {
+func plugin(t testing.TB, body string) sandbox.Spec {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kubectl-fixture")
 	if err := os.WriteFile(path, []byte("#!/bin/bash\n"+body), 0o755); err != nil {

@@ -91,10 +91,12 @@ func (cfg Config) Profile(c Call) []Option {
 		Option{"no host network, PID or IPC namespace; hostname sandbox", withNoHostNamespaces},
 		Option{fmt.Sprintf("user %d, group %d, runAsNonRoot, no supplementary groups", cfg.User, cfg.User), cfg.withUser},
 		Option{"no privilege escalation (no_new_privs); all capabilities dropped", withNoPrivileges},
-		Option{"seccomp profile RuntimeDefault, the container runtime's", withSeccomp},
+		Option{"seccomp profile RuntimeDefault, the container runtime's; on top of it kmcp-pod's own filter fails " +
+			strings.Join(container.DeniedSyscalls, ", ") + " with EPERM (some runtimes' defaults allow them), or the plugin does not run", withSeccomp},
 		Option{fmt.Sprintf("at most %d MiB of memory and %d millicores of CPU (limits; requests %d MiB and %d millicores, so that waiting warm Pods "+
-			"do not hold a node's capacity); processes and open files: the node's limits (the kubelet's podPidsLimit, the runtime's rlimits), "+
-			"which a Pod cannot set", lim.MemoryMiB, lim.CPUMillicores, min(lim.MemoryMiB, requestMiB), min(lim.CPUMillicores, requestMillicores)), cfg.withResources},
+			"do not hold a node's capacity); processes: the node's limit (the kubelet's podPidsLimit), which a Pod cannot set",
+			lim.MemoryMiB, lim.CPUMillicores, min(lim.MemoryMiB, requestMiB), min(lim.CPUMillicores, requestMillicores)), cfg.withResources},
+		Option{fmt.Sprintf("at most %d open files: kmcp-pod lowers RLIMIT_NOFILE, soft and hard, before it execs the plugin", lim.NoFile), nil},
 		Option{fmt.Sprintf("/tmp: a memory-backed emptyDir of %d MiB, writable (HOME and TMPDIR)", lim.TmpMiB),
 			withMemoryVolume("tmp", "/tmp", lim.TmpMiB)},
 		Option{fmt.Sprintf("%s: a memory-backed emptyDir of %d MiB that kmcp-pod writes the plugin's bytes into; it runs them only if their sha256 "+
@@ -176,7 +178,8 @@ func (cfg Config) Launch(c Call, sha256 string) launch.Header {
 		kubeconfig = launch.KubeconfigPath
 	}
 	env := append([]string{"PATH=" + container.ImagePath, "HOME=/tmp", "TMPDIR=/tmp", "TERM=dumb", "KUBECONFIG=" + kubeconfig}, c.Env...)
-	return launch.Header{Argv: append([]string{pluginInside(c.Plugin)}, c.Args...), Env: env, SHA256: sha256}
+	return launch.Header{Argv: append([]string{pluginInside(c.Plugin)}, c.Args...), Env: env, SHA256: sha256, NoFile: cfg.Limits.NoFile,
+		DenySyscalls: container.DeniedSyscalls}
 }
 
 func pluginInside(plugin string) string { return launch.PluginDir + "/" + filepath.Base(plugin) }

@@ -92,49 +92,75 @@ func findTokenInProcesses(want string, length int) int {
 type kubeconfigFile struct {
 	Clusters []struct {
 		Cluster struct {
-			Server string `json:"server"`
-			CAData string `json:"certificate-authority-data"`
+			Server        string `json:"server"`
+			CAData        string `json:"certificate-authority-data"`
+			TLSServerName string `json:"tls-server-name"`
 		} `json:"cluster"`
 	} `json:"clusters"`
+	Users []struct {
+		User struct {
+			Token string `json:"token"`
+		} `json:"user"`
+	} `json:"users"`
 }
 
-func gateway() (host string, pool *x509.CertPool, err error) {
+// gatewayConfig is what kubectl would take from the kubeconfig: where the
+// gateway is, the CA and name to verify it by, and the token to send.
+type gatewayConfig struct {
+	host, serverName, token string
+	pool                    *x509.CertPool
+}
+
+func gateway() (gatewayConfig, error) {
+	var g gatewayConfig
 	b, err := os.ReadFile(os.Getenv("KUBECONFIG"))
 	if err != nil {
-		return "", nil, err
+		return g, err
 	}
 	var kc kubeconfigFile
 	if err := yaml.Unmarshal(b, &kc); err != nil || len(kc.Clusters) == 0 {
-		return "", nil, fmt.Errorf("no cluster in the kubeconfig: %v", err)
+		return g, fmt.Errorf("no cluster in the kubeconfig: %v", err)
 	}
 	u, err := url.Parse(kc.Clusters[0].Cluster.Server)
 	if err != nil {
-		return "", nil, err
+		return g, err
 	}
 	ca, err := base64.StdEncoding.DecodeString(kc.Clusters[0].Cluster.CAData)
 	if err != nil {
-		return "", nil, err
+		return g, err
 	}
-	pool = x509.NewCertPool()
-	pool.AppendCertsFromPEM(ca)
-	return u.Host, pool, nil
+	g.host, g.serverName, g.pool = u.Host, kc.Clusters[0].Cluster.TLSServerName, x509.NewCertPool()
+	g.pool.AppendCertsFromPEM(ca)
+	if g.serverName == "" {
+		g.serverName = u.Hostname()
+	}
+	if len(kc.Users) > 0 {
+		g.token = kc.Users[0].User.Token
+	}
+	return g, nil
 }
 
 func gatewayHost() string {
-	h, _, err := gateway()
+	g, err := gateway()
 	if err != nil {
 		return "no-gateway"
 	}
-	return h
+	return g.host
+}
+
+// gatewayToken is the kubeconfig's token (a pod's call capability), or "".
+func gatewayToken() string {
+	g, _ := gateway()
+	return g.token
 }
 
 func roundTrip(raw []byte) (*http.Response, error) {
-	host, pool, err := gateway()
+	g, err := gateway()
 	if err != nil {
 		return nil, err
 	}
-	hostname, _, _ := net.SplitHostPort(host)
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", host, &tls.Config{RootCAs: pool, ServerName: hostname})
+	host := g.host
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", host, &tls.Config{RootCAs: g.pool, ServerName: g.serverName})
 	if err != nil {
 		return nil, err
 	}

@@ -191,15 +191,23 @@ func hexRunHolding(b []byte, want string, length int) int {
 	return -1
 }
 
-func kubeconfig([]string) {
+// kubeconfig looks for credentials in the kubeconfig. With "capability",
+// a token is expected (a pod's call capability, which the case checks);
+// nothing else may be there.
+func kubeconfig(args []string) {
 	path := os.Getenv("KUBECONFIG")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		blocked("read the kubeconfig", err)
 		return
 	}
+	secrets := []string{"token", "password", "client-key", "exec:", "auth-provider"}
+	if len(args) > 0 && args[0] == "capability" {
+		secrets = secrets[1:]
+		result("capability", gatewayToken())
+	}
 	found := false
-	for _, secret := range []string{"token", "password", "client-key", "exec:", "auth-provider"} {
+	for _, secret := range secrets {
 		if bytes.Contains(b, []byte(secret)) {
 			breach("a credential in the kubeconfig", secret)
 			found = true
@@ -299,8 +307,15 @@ func httpRequest(args []string) {
 		}
 	}
 	fmt.Fprintf(&raw, "%s %s HTTP/1.1\r\nHost: %s\r\n", method, path, host)
+	ownToken := false
 	for _, h := range headers {
 		fmt.Fprintf(&raw, "%s\r\n", h)
+		ownToken = ownToken || strings.HasPrefix(strings.ToLower(h), "authorization:")
+	}
+	// As kubectl does, send the kubeconfig's token, unless the case sends
+	// one of its own.
+	if tok := gatewayToken(); tok != "" && !ownToken {
+		fmt.Fprintf(&raw, "Authorization: Bearer %s\r\n", tok)
 	}
 	if body != "" {
 		fmt.Fprintf(&raw, "Content-Type: application/json\r\n")

@@ -32,6 +32,10 @@ func findTokenInProcesses(string, int) int { return 0 }
 
 func gatewayHost() string { return "gateway.kubernetes-mcp-server.invalid" }
 
+// gatewayToken is "": the host function is the guest's only way out, and
+// it needs no token.
+func gatewayToken() string { return "" }
+
 //go:wasmimport kubernetes_mcp_server_http_v1 round_trip
 func hostRoundTrip(reqPtr unsafe.Pointer, reqLen uint32, respPtr unsafe.Pointer, respCap uint32, respLenPtr unsafe.Pointer) uint32
 

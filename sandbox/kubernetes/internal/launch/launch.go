@@ -53,6 +53,14 @@ type Header struct {
 	// Size is how many bytes of the plugin file follow the header; 0 when
 	// ModeLoad wrote it before.
 	Size int64 `json:"size"`
+	// NoFile, when set, is the plugin's open-file limit (RLIMIT_NOFILE,
+	// soft and hard): a Pod cannot set rlimits, but a process may lower
+	// its own before it execs.
+	NoFile uint64 `json:"nofile,omitempty"`
+	// DenySyscalls are system calls the plugin may not make, on top of the
+	// runtime's seccomp profile: kmcp-pod installs a filter that fails
+	// them with EPERM, and refuses to run the plugin if it cannot.
+	DenySyscalls []string `json:"deny_syscalls,omitempty"`
 }
 
 // MaxHeader bounds a header: argv, environment and a kubeconfig.
