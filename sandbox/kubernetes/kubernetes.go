@@ -93,6 +93,16 @@ type Backend struct {
 	removals sync.WaitGroup
 }
 
+// The client's own rate limit, unless the configuration sets one. A call
+// makes about eight requests (its Pod and NetworkPolicy, a watch, execs,
+// deletions, a warm Pod's refill); client-go's default of 5 a second, 10
+// at once, made 8 calls in flight queue behind each other for seconds.
+// The API server's priority and fairness still protects it.
+const (
+	clientQPS   = 100
+	clientBurst = 300
+)
+
 // New checks the configuration, connects to the sandbox cluster and, for
 // the server, deletes what an earlier one left.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
@@ -114,6 +124,10 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	if cfg.OperationTimeout <= 0 {
 		cfg.OperationTimeout = DefaultOperationTimeout
+	}
+	if cfg.REST.QPS == 0 && cfg.REST.RateLimiter == nil {
+		cfg.REST = rest.CopyConfig(cfg.REST)
+		cfg.REST.QPS, cfg.REST.Burst = clientQPS, clientBurst
 	}
 	client, err := kubernetes.NewForConfig(cfg.REST)
 	if err != nil {

@@ -2,10 +2,12 @@ package kubernetes
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,9 +34,12 @@ func newBackend(t testing.TB, warm int) (*Backend, *testenv.KubeNode) {
 func newBackendLogging(t testing.TB, warm int, level hclog.Level) (*Backend, *testenv.KubeNode) {
 	t.Helper()
 	node := testenv.TestKubeNode(t)
+	// An instance of its own: backends that run at once do not count each
+	// other's Pods as leftovers.
+	instance := fmt.Sprintf("test-%d", instances.Add(1))
 	b, err := New(context.Background(), Config{
 		REST: rest.CopyConfig(node.Config), Namespace: node.Namespace, Image: node.SandboxImage, PullPolicy: corev1.PullNever,
-		NodeName: node.NodeName, User: 65534, GatewayListen: node.GatewayIP, GatewayHost: node.GatewayIP, WarmPool: warm,
+		NodeName: node.NodeName, User: 65534, GatewayListen: node.GatewayIP, GatewayHost: node.GatewayIP, WarmPool: warm, Instance: instance,
 		Limits: container.Limits{MemoryMiB: 128, CPUMillicores: 500, TmpMiB: 16, Pids: 128, NoFile: 1024},
 		Logger: hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: level, Output: testWriter{t}}),
 	})
@@ -43,7 +48,7 @@ func newBackendLogging(t testing.TB, warm int, level hclog.Level) (*Backend, *te
 	}
 	t.Cleanup(func() {
 		b.Close()
-		assertNothingLeft(t, node)
+		assertNothingLeft(t, node, instance)
 	})
 	return b, node
 }
@@ -55,11 +60,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// assertNothingLeft fails when a Pod or NetworkPolicy of ours is left.
-func assertNothingLeft(t testing.TB, node *testenv.KubeNode) {
+var instances atomic.Int64
+
+// assertNothingLeft fails when a Pod or NetworkPolicy of instance is left.
+func assertNothingLeft(t testing.TB, node *testenv.KubeNode, instance string) {
 	t.Helper()
 	client := kubernetes.NewForConfigOrDie(node.Config)
-	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy}
+	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy + "," + LabelInstance + "=" + instance}
 	pods, err := client.CoreV1().Pods(node.Namespace).List(context.Background(), sel)
 	if err != nil {
 		t.Fatal(err)
