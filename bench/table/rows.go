@@ -270,8 +270,8 @@ func cellsOf(row row, r *runs) []string {
 	met := "yes"
 	if missed {
 		met = "**no**"
-	} else if unknown {
-		met = "—"
+	} else if unknown || len(row.checks) == 0 {
+		met = "—" // nothing to meet: a figure reported only
 	}
 	figure := row.figure
 	if row.note != nil {

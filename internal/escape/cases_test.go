@@ -141,6 +141,9 @@ var cases = []escapeCase{
 			}
 			return nil // a cluster's token in the output fails every case
 		}},
+	{category: "credentials", name: "read a service-account token", expect: "no token is mounted where Kubernetes mounts one",
+		on: nativeTiers, action: "read", args: fixed("/var/run/secrets/kubernetes.io/serviceaccount/token", "/run/secrets/kubernetes.io/serviceaccount/token",
+			"/var/run/secrets/kubernetes.io/serviceaccount/namespace")},
 	{category: "credentials", name: "read the other cluster's kubeconfig", expect: "the read fails",
 		action: "read", args: func(h *harness) []string {
 			return []string{filepath.Join(h.tg.clusters.KubeconfigDir, "beta.yaml"), h.tg.clusters.KubeconfigDir}

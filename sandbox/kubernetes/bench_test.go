@@ -94,7 +94,6 @@ func BenchmarkPodCall(b *testing.B) {
 	b.ReportMetric(ms(p95(warmCalls)-p95(direct)), "warm-overhead-p95-ms")
 	b.ReportMetric(warmRate, "warm-8-in-flight-calls/s")
 	b.ReportMetric(coldRate, "cold-8-in-flight-calls/s")
-	b.ReportMetric(0, "ns/op")
 	fmt.Printf("kubernetes backend, %d rounds on one node:\n"+
 		"  bare Pod, create → Succeeded  p50 %8s  p95 %8s\n"+
 		"  cold call                     p50 %8s  p95 %8s  (%.2fx the bare Pod)\n"+
