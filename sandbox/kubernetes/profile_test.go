@@ -95,6 +95,11 @@ func TestTheProfileIsWhatIsCreated(t *testing.T) {
 	if h.Argv[0] != "/plugin/kubectl-kraw" || !reflect.DeepEqual(h.Argv[1:], []string{"get", "pods"}) || !slices.Contains(h.Env, "KUBECONFIG=/run/kube/config") {
 		t.Errorf("launch %+v", h)
 	}
+	// What a Pod cannot set, kmcp-pod applies: the open-file limit, and the
+	// container backend's own seccomp removals on top of RuntimeDefault.
+	if h.NoFile != 1024 || !reflect.DeepEqual(h.DenySyscalls, container.DeniedSyscalls) {
+		t.Errorf("launch limits: nofile %d, deny %v", h.NoFile, h.DenySyscalls)
+	}
 	// No cluster: no egress at all, and no kubeconfig.
 	c = cfg.CallFor("kmcp-call-2", "call-2", "/opt/plugins/kubectl-kraw", nil, nil, false, 0, time.Minute)
 	if objs := cfg.Objects(c); len(objs.NetworkPolicy.Spec.Egress) != 0 || !slices.Contains(cfg.Launch(c, "").Env, "KUBECONFIG=/dev/null") {
